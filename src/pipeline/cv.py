@@ -1,0 +1,146 @@
+"""Cross-validation schemes: scikit-learn splitters behind config files, split once up front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+from omegaconf import DictConfig
+from sklearn import model_selection as ms
+
+from pipeline.data import Dataset
+from pipeline.errors import PipelineError
+
+
+class Fold(NamedTuple):
+    train: np.ndarray
+    test: np.ndarray
+    val: np.ndarray | None = None
+
+
+def split(cfg: DictConfig, dataset: Dataset) -> list[Fold]:
+    """All folds of `dataset` under the `cv` group's scheme; a split that cannot be made is a
+    user error, found before any training."""
+    from pipeline.config import instantiate_node
+
+    splitter = instantiate_node(cfg, task=dataset.task)
+    try:
+        folds = [Fold(*parts) for parts in splitter.split(dataset.X, dataset.y, dataset.groups)]
+    except ValueError as error:
+        message = " ".join(str(error).split())
+        raise PipelineError(
+            f"cv={cfg.name} cannot split {dataset.name} ({len(dataset.y)} rows): {message}"
+        ) from error
+    if not folds:
+        raise PipelineError(f"cv={cfg.name} made no folds of {dataset.name}")
+    return folds
+
+
+def _stratified(stratify: bool, task: str) -> bool:
+    return bool(stratify) and task == "classification"
+
+
+def kfold(
+    n_splits: int = 5, shuffle: bool = True, stratify: bool = True,
+    random_state: int | None = None, *, task: str,
+) -> ms.BaseCrossValidator:
+    """k-fold, stratified on a classification target unless `stratify` is false."""
+    _check_splits(n_splits)
+    splitter = ms.StratifiedKFold if _stratified(stratify, task) else ms.KFold
+    return splitter(n_splits, shuffle=shuffle, random_state=random_state if shuffle else None)
+
+
+def repeated_holdout(
+    n_repeats: int = 10, test_size: float = 0.2, stratify: bool = True,
+    random_state: int | None = None, *, task: str,
+) -> ms.BaseShuffleSplit:
+    """`n_repeats` independent random train/test splits (Monte Carlo cross-validation)."""
+    _check_fraction("test_size", test_size)
+    if n_repeats < 1:
+        raise PipelineError(f"cv.n_repeats must be at least 1, got {n_repeats}")
+    splitter = ms.StratifiedShuffleSplit if _stratified(stratify, task) else ms.ShuffleSplit
+    return splitter(n_splits=n_repeats, test_size=test_size, random_state=random_state)
+
+
+def holdout(
+    test_size: float = 0.2, stratify: bool = True, random_state: int | None = None, *, task: str,
+) -> ms.BaseShuffleSplit:
+    """One random train/test split."""
+    return repeated_holdout(1, test_size, stratify, random_state, task=task)
+
+
+def loocv(*, task: str) -> ms.LeaveOneOut:
+    """Leave-one-out: as many folds as rows."""
+    return ms.LeaveOneOut()
+
+
+def group_kfold(n_splits: int = 5, *, task: str) -> ms.GroupKFold:
+    """k-fold in which no group (`data.groups` column) is split between train and test."""
+    _check_splits(n_splits)
+    return _NeedsGroups(ms.GroupKFold(n_splits))
+
+
+def timeseries(n_splits: int = 5, gap: int = 0, test_size: int | None = None, *, task: str):
+    """Expanding-window splits in row order: every test fold lies after its training part."""
+    _check_splits(n_splits)
+    return ms.TimeSeriesSplit(n_splits=n_splits, gap=gap, test_size=test_size)
+
+
+def train_val_test(
+    test_size: float = 0.2, val_size: float = 0.2, stratify: bool = True,
+    random_state: int | None = None, *, task: str,
+) -> TrainValTestSplit:
+    """One split into training, validation and test parts; `val_size` is a fraction of all rows."""
+    _check_fraction("test_size", test_size)
+    _check_fraction("val_size", val_size)
+    if test_size + val_size >= 1:
+        raise PipelineError(
+            f"cv.test_size + cv.val_size must leave rows to train on, got {test_size} + {val_size}"
+        )
+    return TrainValTestSplit(test_size, val_size, _stratified(stratify, task), random_state)
+
+
+class TrainValTestSplit:
+    """One split into (train, test, val): the test part first, then validation from the rest."""
+
+    def __init__(self, test_size: float, val_size: float, stratify: bool, random_state: Any):
+        self.test_size, self.val_size = test_size, val_size
+        self.stratify, self.random_state = stratify, random_state
+
+    def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, ...]]:
+        rows = np.arange(len(y))
+        labels = np.asarray(y)
+        rest, test = ms.train_test_split(
+            rows, test_size=self.test_size, random_state=self.random_state,
+            stratify=labels if self.stratify else None,
+        )
+        train, val = ms.train_test_split(
+            rest, test_size=self.val_size / (1 - self.test_size), random_state=self.random_state,
+            stratify=labels[rest] if self.stratify else None,
+        )
+        yield np.sort(train), np.sort(test), np.sort(val)
+
+
+class _NeedsGroups:
+    """A group splitter that explains a missing `data.groups` instead of sklearn's bare error."""
+
+    def __init__(self, splitter: ms.BaseCrossValidator):
+        self.splitter = splitter
+
+    def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, ...]]:
+        if groups is None:
+            raise PipelineError(
+                "cv=group_kfold needs a group column: add data.groups=<column> (data=csv)"
+            )
+        return self.splitter.split(X, y, groups)
+
+
+def _check_splits(n_splits: int) -> None:
+    if not isinstance(n_splits, int) or n_splits < 2:
+        raise PipelineError(f"cv.n_splits must be an integer of at least 2, got {n_splits}")
+
+
+def _check_fraction(key: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise PipelineError(f"cv.{key} must be a fraction between 0 and 1, got {value}")

@@ -1,0 +1,70 @@
+"""Models: every model is a scikit-learn estimator named by a `conf/model/*.yaml` file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.utils import get_tags
+
+from pipeline.config import config_dir, instantiate_node
+from pipeline.data import Dataset
+from pipeline.errors import PipelineError
+
+
+def build(cfg: DictConfig, dataset: Dataset) -> BaseEstimator:
+    """The unfitted estimator of the `model` group, checked against the data set's task."""
+    estimator = instantiate_node(cfg)
+    if not fits(estimator, dataset.task, len(dataset.classes)):
+        raise PipelineError(_mismatch(cfg.name, estimator, dataset))
+    _validate_params(cfg.name, estimator)
+    return estimator
+
+
+def fits(estimator: Any, task: str, n_classes: int) -> bool:
+    """Whether `estimator` can learn a `task` target with `n_classes` classes."""
+    if task == "regression":
+        return is_regressor(estimator)
+    if not is_classifier(estimator):
+        return False
+    return n_classes <= 2 or get_tags(estimator).classifier_tags.multi_class
+
+
+def suitable(task: str, n_classes: int) -> list[str]:
+    """The names of the model options that fit a `task` target with `n_classes` classes."""
+    names = []
+    for file in sorted((config_dir() / "model").glob("*.yaml")):
+        root = OmegaConf.create(
+            {"data": {"task": task}, "seed": 0, "trainer": {}, "model": OmegaConf.load(file)}
+        )
+        try:
+            if fits(instantiate_node(root.model), task, n_classes):
+                names.append(file.stem)
+        except PipelineError:
+            continue
+    return names
+
+
+def _mismatch(name: str, estimator: Any, dataset: Dataset) -> str:
+    n_classes = len(dataset.classes)
+    if dataset.task == "regression":
+        target = f"{dataset.name} has a regression target"
+    else:
+        target = f"{dataset.name} has a classification target with {n_classes} classes"
+    kind = "a regressor" if is_regressor(estimator) else (
+        "a binary classifier" if is_classifier(estimator) else "not a supervised model")
+    others = ", ".join(suitable(dataset.task, n_classes))
+    return f"model={name} is {kind} but {target}; models that fit: {others}"
+
+
+def _validate_params(name: str, estimator: Any) -> None:
+    """Reject an invalid constructor argument now rather than when the first fold is fitted."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        if hasattr(estimator, "_validate_params"):
+            estimator._validate_params()
+    except InvalidParameterError as error:
+        message = str(error).replace("The '", "model.").replace("' parameter of ", " of ")
+        raise PipelineError(f"model={name}: {message}") from error

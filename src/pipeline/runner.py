@@ -1,0 +1,131 @@
+"""The job: load data, split it, fit and score a fresh pipeline per fold, track it all."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from pipeline import cv, data, metrics, models, report, tracking
+from pipeline.config import instantiate_node
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
+
+
+@dataclass
+class Result:
+    """What a job measured: one row of scores per fold, and where MLflow keeps them."""
+
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+    objective: str
+    experiment: str
+    run_id: str
+    uri: str
+
+    @property
+    def score(self) -> float:
+        return float(self.summary.loc["mean", self.objective])
+
+    @property
+    def spread(self) -> float:
+        return float(self.summary.loc["std", self.objective])
+
+
+def run(cfg: DictConfig) -> Result:
+    """Cross-validate `cfg.model` on `cfg.data` under `cfg.cv`, tracked in MLflow.
+
+    Everything that can be checked without training (data, task, model arguments, splits,
+    tracking store) is checked before the first fit.
+    """
+    dataset = data.load(cfg.data)
+    with open_dict(cfg):
+        cfg.data.task = dataset.task
+    names = list(cfg.metrics[dataset.task])
+    metrics.check_names(dataset.task, names)
+    objective = f"test_{cfg.objective}"
+    if cfg.objective not in names:
+        raise PipelineError(f"objective={cfg.objective} is not among metrics.{dataset.task}")
+    estimator = Pipeline([
+        ("preprocess", instantiate_node(cfg.preprocess, dataset=dataset)),
+        ("model", models.build(cfg.model, dataset)),
+    ])
+    folds = cv.split(cfg.cv, dataset)
+    experiment = cfg.tracking.experiment or dataset.name
+    tracker = tracking.Tracker(cfg.tracking.uri or tracking.default_uri(), experiment)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    with tracker.run(f"{cfg.model.name}-{cfg.cv.name}", params=tracking.flatten(resolved),
+                     tags=_tags(cfg, dataset)) as parent:
+        log.info("%s on %s (%s), cv=%s: %d fold(s); MLflow run %s",
+                 cfg.model.name, dataset.name, dataset.task, cfg.cv.name, len(folds), parent)
+        rows = [_fold(i, fold, estimator, dataset, names, cfg, tracker, parent)
+                for i, fold in enumerate(folds, 1)]
+        table = pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
+                                                  name="fold"))
+        summary = summarize(table)
+        tracker.log_metrics(parent, {f"{column}_{stat}": summary.loc[stat, column]
+                                     for column in summary.columns for stat in summary.index})
+        tracker.log_table(parent, table, "folds.csv")
+        tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+    result = Result(table, summary, objective, experiment, parent, tracker.uri)
+    report.print_result(result, dataset, cfg)
+    return result
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and (population) standard deviation of every score across folds, NaN ignored."""
+    values = table.to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every fold
+        return pd.DataFrame([np.nanmean(values, axis=0), np.nanstd(values, axis=0)],
+                            index=["mean", "std"], columns=table.columns)
+
+
+def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, names: list[str],
+          cfg: DictConfig, tracker: tracking.Tracker, parent: str) -> dict[str, float]:
+    """Fit a fresh clone on the fold's training part and score every part; one child run."""
+    sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
+    if fold.val is not None:
+        sizes["val_size"] = len(fold.val)
+    with tracker.run(f"fold-{i}", parent=parent, params=sizes) as child:
+        X, y = dataset.X, dataset.y
+        estimator = clone(template)
+        started = time.perf_counter()
+        estimator.fit(X.iloc[fold.train], y.iloc[fold.train])
+        row = {"fit_time": time.perf_counter() - started}
+        parts = {"train": fold.train, "val": fold.val, "test": fold.test}
+        for part, rows in parts.items():
+            if rows is None:
+                continue
+            scores = metrics.score(estimator, X.iloc[rows], y.iloc[rows], task=dataset.task,
+                                   names=names, classes=dataset.classes,
+                                   average=cfg.metrics.average)
+            row.update({f"{part}_{name}": value for name, value in scores.items()})
+        curves = getattr(estimator[-1], "history_", None)
+        tracker.log_metrics(child, row, curves)
+        if dataset.task == "classification":
+            matrix = metrics.confusion(estimator, X.iloc[fold.test], y.iloc[fold.test],
+                                       dataset.classes)
+            tracker.log_table(child, matrix, "confusion_matrix.csv")
+    log.info("fold %d: %s", i, report.brief(row, cfg.objective))
+    return row
+
+
+def _tags(cfg: DictConfig, dataset: data.Dataset) -> dict[str, str]:
+    tags = {"model": cfg.model.name, "data": dataset.name, "cv": cfg.cv.name,
+            "task": dataset.task}
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        if hydra.mode is not None and hydra.mode.name == "MULTIRUN":
+            tags.update({"sweep": hydra.sweep.dir, "job": str(hydra.job.num)})
+    return tags

@@ -1,0 +1,143 @@
+"""MLflow tracking: one parent run per job, one child run per fold, metrics sent in batches."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pandas as pd
+
+from pipeline.errors import PipelineError
+
+PARENT_TAG = "mlflow.parentRunId"
+# MLflow keeps param values up to this length.
+MAX_PARAM_LENGTH = 6000
+
+
+def default_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite store under ./outputs."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}"
+
+
+def redact(uri: str) -> str:
+    """The URI without a password, fit to print."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"model": {"lr": 0.1}}` → `{"model.lr": "0.1"}`, as MLflow params."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+class Tracker:
+    """The MLflow side of one job: an experiment, runs that always end, batched logging."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri = uri
+        _quiet_mlflow()
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = self._experiment(experiment)
+        except MlflowException as error:
+            message = " ".join(str(error).split())[:300]
+            raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
+
+    def _experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=self._artifact_root(name))
+        except MlflowException:
+            # Another job created it in the meantime.
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _artifact_root(self, name: str) -> str | None:
+        """Beside a local SQLite store, artifacts go to outputs/mlartifacts, not ./mlruns."""
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        root = Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        return (root / name.replace("/", "_")).resolve().as_uri()
+
+    @contextmanager
+    def run(
+        self, name: str, *, parent: str | None = None, params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        """A run that ends FINISHED, FAILED (error message as a tag) or KILLED, whatever happens."""
+        from mlflow.entities import Param
+
+        run_tags = {**(tags or {}), **({PARENT_TAG: parent} if parent else {})}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
+        run_id = run.info.run_id
+        try:
+            if params:
+                self.client.log_batch(
+                    run_id, params=[Param(k, str(v)) for k, v in params.items()]
+                )
+            yield run_id
+        except KeyboardInterrupt:
+            self.client.set_terminated(run_id, "KILLED")
+            raise
+        except BaseException as error:
+            self.client.set_tag(run_id, "error", " ".join(str(error).split())[:5000] or repr(error))
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        else:
+            self.client.set_terminated(run_id, "FINISHED")
+
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float],
+        curves: Mapping[str, list[float]] | None = None,
+    ) -> None:
+        """Scores, plus per-epoch curves at step=epoch (1-based), in one request."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
+        for key, values in (curves or {}).items():
+            batch += [Metric(key, float(v), now, epoch)
+                      for epoch, v in enumerate(values, 1) if math.isfinite(v)]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None:
+        self.client.log_text(run_id, table.to_csv(), path)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's first use of a SQLite store logs every schema migration at INFO."""
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
+        logging.getLogger(name).setLevel(logging.WARNING)
