@@ -1,0 +1,340 @@
+"""The Lightning half of the torch estimators: the network, the LightningModule and the Trainer call.
+
+Imported only inside ``fit`` so that importing :mod:`pipeline.models.neural` stays torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.trainer.states import TrainerStatus
+from torch import nn
+
+from pipeline.errors import PipelineError
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+
+# Lightning messages that say nothing a user of these estimators can act on.
+_NOISE_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*The number of training batches .* is smaller than the logging interval.*",
+    r".*GPU available but not used.*",
+    r".*`training_step` returned `None`.*",
+)
+
+
+@dataclass
+class TrainSpec:
+    """Everything the training loop needs besides the data; validated by the estimator."""
+
+    task: str  # "binary", "multiclass" or "regression"
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int | None
+    max_epochs: int
+    early_stopping: bool
+    patience: int
+    tol: float
+    seed: int
+    trainer_kwargs: dict[str, Any]
+    threshold: float = 0.5
+
+
+def build_network(
+    n_inputs: int, hidden_sizes: tuple[int, ...], n_outputs: int, activation: str, dropout: float
+) -> nn.Sequential:
+    """A feed-forward network; with no hidden layers it is a single linear layer."""
+    layers: list[nn.Module] = []
+    width = n_inputs
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    layers.append(nn.Linear(width, n_outputs))
+    return nn.Sequential(*layers)
+
+
+def loss_function(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if task == "binary":
+        return F.binary_cross_entropy_with_logits(output.squeeze(1), target)
+    if task == "multiclass":
+        return F.cross_entropy(output, target)
+    return F.mse_loss(output, target)
+
+
+def validation_score(task: str, output: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Accuracy for classifiers, R² (averaged over outputs) for regressors; stays on the device."""
+    if task == "binary":
+        logit_threshold = math.log(threshold / (1 - threshold))
+        return ((output.squeeze(1) > logit_threshold) == (target > 0.5)).float().mean()
+    if task == "multiclass":
+        return (output.argmax(1) == target).float().mean()
+    residual = ((target - output) ** 2).sum(0)
+    total = ((target - target.mean(0)) ** 2).sum(0)
+    # scikit-learn's convention for a constant target: 1 for a perfect fit, else 0.
+    r2 = torch.where(total > 0, 1 - residual / total.clamp_min(1e-30), (residual == 0).to(residual.dtype))
+    return r2.mean()
+
+
+class _StepIndices:
+    """What Lightning iterates over: one index per training step; the module slices the real batches."""
+
+    def __init__(self, n_steps: int) -> None:
+        self.n_steps = n_steps
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.n_steps))
+
+
+class NetworkModule(pl.LightningModule):
+    """Trains ``network`` by mini-batch gradient descent on tensors held on the device.
+
+    Batches are slices of a per-epoch permutation (no DataLoader, no per-sample work). On a
+    single device one Lightning step runs a whole epoch of optimizer steps, because Lightning's
+    per-step hooks cost more than a small network's forward and backward pass; under a
+    distributed strategy each Lightning step is one mini-batch of this rank's shard, so that
+    every backward pass follows its own DDP forward.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        spec: TrainSpec,
+        data: tuple[torch.Tensor, torch.Tensor],
+        val_data: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.spec = spec
+        self.automatic_optimization = False
+        self.history: dict[str, list[float]] = {"train_loss": []}
+        if val_data is not None:
+            self.history["val_loss"] = []
+            self.history["val_r2" if spec.task == "regression" else "val_accuracy"] = []
+        self._data = data
+        self._val_data = val_data
+        self.batches_per_step = 1
+        self.batch_size = 1
+        self.n_local = 0
+
+    def plan(self, world_size: int, fused: bool) -> _StepIndices:
+        """Sizes this rank's shard and batches; returns the step indices Lightning will iterate."""
+        n = len(self._data[0])
+        self.n_local = n // world_size if world_size > 1 else n
+        self.batch_size = min(self.spec.batch_size or self.n_local, self.n_local)
+        n_batches = math.ceil(self.n_local / self.batch_size)
+        self.batches_per_step = n_batches if fused else 1
+        return _StepIndices(1 if fused else n_batches)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        spec, params = self.spec, self.network.parameters()
+        if spec.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        if spec.optimizer == "adam":
+            return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        if spec.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        return torch.optim.Adagrad(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+    def on_fit_start(self) -> None:
+        dtype = next(self.network.parameters()).dtype
+        self._data = tuple(self._to_device(t, dtype) for t in self._data)
+        if self._val_data is not None:
+            self._val_data = tuple(self._to_device(t, dtype) for t in self._val_data)
+        # Seeded per fit and identical on every rank, so the shards partition each epoch's permutation.
+        self._generator = torch.Generator().manual_seed(self.spec.seed)
+
+    def _to_device(self, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return tensor.to(self.device, dtype=dtype if tensor.is_floating_point() else None)
+
+    def on_train_epoch_start(self) -> None:
+        X, y = self._data
+        order = torch.randperm(len(X), generator=self._generator)
+        rank = self.trainer.global_rank if self.trainer.world_size > 1 else 0
+        order = order[rank * self.n_local : (rank + 1) * self.n_local].to(self.device)
+        self._epoch_X, self._epoch_y = X[order], y[order]
+        self._loss_sum = torch.zeros((), device=self.device)
+
+    def training_step(self, step: int, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        network, size, task = self.network, self.batch_size, self.spec.task
+        epoch_X, epoch_y, loss_sum = self._epoch_X, self._epoch_y, self._loss_sum
+        first = step * self.batches_per_step
+        for index in range(first, first + self.batches_per_step):
+            X = epoch_X[index * size : (index + 1) * size]
+            y = epoch_y[index * size : (index + 1) * size]
+            optimizer.zero_grad()
+            loss = loss_function(task, network(X), y)
+            self.manual_backward(loss)
+            optimizer.step()
+            # Stays on the device (in place, no host sync per step); read once per epoch.
+            loss_sum.add_(loss.detach().float(), alpha=len(X))
+
+    def on_train_epoch_end(self) -> None:
+        loss_sum = self._loss_sum
+        if self.trainer.world_size > 1:
+            loss_sum = self.trainer.strategy.reduce(loss_sum, reduce_op="mean")
+        values = [loss_sum / self.n_local]
+        if self._val_data is not None:
+            X_val, y_val = self._val_data
+            self.network.eval()
+            with torch.no_grad():
+                output = self.network(X_val)
+                values += [loss_function(self.spec.task, output, y_val).float()]
+                values += [validation_score(self.spec.task, output, y_val, self.spec.threshold).float()]
+            self.network.train()
+        epoch_values = torch.stack(values).tolist()  # the epoch's one host sync
+        for key, value in zip(self.history, epoch_values, strict=True):
+            self.history[key].append(value)
+
+        train_loss = epoch_values[0]
+        if not math.isfinite(train_loss):
+            spec = self.spec
+            raise PipelineError(
+                f"training diverged at epoch {self.current_epoch + 1} (loss={train_loss}) with "
+                f"model.optimizer={spec.optimizer} model.lr={spec.lr:g}: lower model.lr "
+                f"(e.g. model.lr={spec.lr / 10:g})"
+            )
+        self.log("train_loss", train_loss, prog_bar=True)
+        if self._val_data is not None:
+            self.log("val_loss", epoch_values[1], prog_bar=True)
+
+    # The history travels in the state dict, so ddp_spawn brings it back to the main process.
+    def get_extra_state(self) -> dict[str, list[float]]:
+        return self.history
+
+    def set_extra_state(self, state: dict[str, list[float]]) -> None:
+        self.history = state
+
+
+def _progress_bar_wanted() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _check_accelerator(accelerator: Any) -> None:
+    if isinstance(accelerator, str) and accelerator.lower() in ("gpu", "cuda") and not torch.cuda.is_available():
+        asked = "trainer=gpu" if accelerator.lower() == "gpu" else f"trainer.accelerator={accelerator}"
+        raise PipelineError(
+            f"{asked} was asked for but no CUDA GPU is available; use trainer=cpu or trainer=default"
+        )
+
+
+def _trainer_kwargs(spec: TrainSpec, monitor: str) -> dict[str, Any]:
+    """Lean defaults, then the user's ``trainer`` settings, then the resolved ``max_epochs``."""
+    user = {key: value for key, value in spec.trainer_kwargs.items() if not str(key).startswith("_")}
+    accepted = inspect.signature(pl.Trainer.__init__).parameters
+    for key in user:
+        if key not in accepted:
+            raise PipelineError(f"trainer.{key} is not an argument of Lightning's Trainer")
+    kwargs: dict[str, Any] = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "enable_progress_bar": _progress_bar_wanted(),
+        "log_every_n_steps": 1,
+    }
+    kwargs.update(user)
+    kwargs["max_epochs"] = spec.max_epochs
+    callbacks = list(kwargs.get("callbacks") or [])
+    if spec.early_stopping:
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor,
+                patience=spec.patience,
+                min_delta=spec.tol,
+                mode="min",
+                check_on_train_epoch_end=True,
+                check_finite=False,
+            )
+        )
+    kwargs["callbacks"] = callbacks
+    return kwargs
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hides Lightning's info banners and known noise warnings; other warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _NOISE_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _fit_passing_interrupts(trainer: pl.Trainer, module: NetworkModule, steps: _StepIndices) -> None:
+    """Runs ``trainer.fit``; a Ctrl-C reaches the caller as KeyboardInterrupt, SIGINT handler restored.
+
+    On KeyboardInterrupt Lightning ignores SIGINT and calls ``sys.exit(1)``; the caller (the
+    runner) needs the interrupt itself to mark its runs KILLED and to stop a sweep.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    try:
+        trainer.fit(module, train_dataloaders=steps)
+    except SystemExit as exit_:
+        interrupted = trainer.state.status == TrainerStatus.INTERRUPTED and exit_.code == 1
+        if not (interrupted and in_main_thread and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+            raise
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+        raise KeyboardInterrupt from None
+
+
+def train(
+    spec: TrainSpec,
+    n_inputs: int,
+    n_outputs: int,
+    network_args: Mapping[str, Any],
+    data: tuple[torch.Tensor, torch.Tensor],
+    val_data: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[nn.Module, dict[str, list[float]]]:
+    """Builds the network and fits it with a Lightning Trainer; returns it on the CPU with its history."""
+    accelerator = spec.trainer_kwargs.get("accelerator", "auto")
+    _check_accelerator(accelerator)
+    monitor = "val_loss" if val_data is not None else "train_loss"
+    kwargs = _trainer_kwargs(spec, monitor)
+    use_cuda = torch.cuda.is_available() and str(accelerator).lower() in ("auto", "gpu", "cuda")
+    rng_devices = list(range(torch.cuda.device_count())) if use_cuda else []
+    # Seeded without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(spec.seed)
+        network = build_network(n_inputs, n_outputs=n_outputs, **network_args)
+        module = NetworkModule(network, spec, data, val_data)
+        with _quiet_lightning():
+            trainer = pl.Trainer(**kwargs)
+            fused = isinstance(trainer.strategy, SingleDeviceStrategy)
+            steps = module.plan(trainer.world_size, fused)
+            _fit_passing_interrupts(trainer, module, steps)
+    network = module.network.cpu().eval()
+    return network, module.history
