@@ -25,28 +25,38 @@ def check_names(task: str, names: list[str]) -> None:
         )
 
 
-def score(
-    estimator: Any, X: pd.DataFrame, y: pd.Series, *, task: str, names: list[str],
-    classes: np.ndarray, average: str = "macro",
-) -> dict[str, float]:
-    """`names` scored on (X, y); a metric undefined on this part (one class present) is NaN."""
-    y_true = np.asarray(y)
-    y_pred = estimator.predict(X)
-    if task == "regression":
-        return {name: _regression(name, y_true, y_pred) for name in names}
-    scores_for_auc = _probabilities(estimator, X, classes) if "roc_auc" in names else None
-    binary = len(classes) == 2
-    options = {"average": "binary", "pos_label": classes[1]} if binary else {"average": average}
+class Predictions:
+    """An estimator's outputs on one part of a fold, computed once for every metric."""
+
+    def __init__(self, estimator: Any, X: pd.DataFrame, y: pd.Series, *, task: str,
+                 classes: np.ndarray, probabilities: bool):
+        self.y_true = np.asarray(y)
+        self.y_pred = estimator.predict(X)
+        self.task, self.classes = task, classes
+        # Positive-class scores (binary) or class probabilities (multiclass), where they exist.
+        self.scores = None
+        if probabilities and task == "classification":
+            self.scores = _scores(estimator, X, classes)
+
+
+def score(predictions: Predictions, names: list[str], average: str = "macro") -> dict[str, float]:
+    """`names` scored on one part; a metric undefined there (one class present) is NaN."""
+    p = predictions
+    if p.task == "regression":
+        return {name: _regression(name, p.y_true, p.y_pred) for name in names}
+    binary = len(p.classes) == 2
+    options = {"average": "binary", "pos_label": p.classes[1]} if binary else {"average": average}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # e.g. one class in a tiny fold
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        return {name: _classification(name, y_true, y_pred, scores_for_auc, classes, options)
+        return {name: _classification(name, p.y_true, p.y_pred, p.scores, p.classes, options)
                 for name in names}
 
 
-def confusion(estimator: Any, X: pd.DataFrame, y: pd.Series, classes: np.ndarray) -> pd.DataFrame:
+def confusion(predictions: Predictions) -> pd.DataFrame:
     """Counts with true labels as rows and predicted labels as columns."""
-    matrix = skm.confusion_matrix(np.asarray(y), estimator.predict(X), labels=classes)
+    classes = predictions.classes
+    matrix = skm.confusion_matrix(predictions.y_true, predictions.y_pred, labels=classes)
     labels = [str(c) for c in classes]
     return pd.DataFrame(matrix, index=pd.Index(labels, name="true"),
                         columns=pd.Index(labels, name="predicted"))
@@ -68,14 +78,13 @@ def _roc_auc(y_true, proba, classes, options) -> float:
         return float("nan")
     if len(classes) == 2:
         return float(skm.roc_auc_score(y_true == classes[1], proba))
-    if len(np.unique(y_true)) < len(classes):
-        return float("nan")
+    if len(np.unique(y_true)) < len(classes) or proba.shape[1] != len(classes):
+        return float("nan")  # a class missing from this part, or from the training part
     return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes,
                                    average=options["average"]))
 
 
-def _probabilities(estimator, X, classes) -> np.ndarray | None:
-    """Positive-class scores (binary) or class probabilities (multiclass), where they exist."""
+def _scores(estimator, X, classes) -> np.ndarray | None:
     if hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
         return proba[:, 1] if len(classes) == 2 else proba

@@ -102,19 +102,17 @@ def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, name
         estimator.fit(X.iloc[fold.train], y.iloc[fold.train])
         row = {"fit_time": time.perf_counter() - started}
         parts = {"train": fold.train, "val": fold.val, "test": fold.test}
-        for part, rows in parts.items():
-            if rows is None:
-                continue
-            scores = metrics.score(estimator, X.iloc[rows], y.iloc[rows], task=dataset.task,
-                                   names=names, classes=dataset.classes,
-                                   average=cfg.metrics.average)
+        predicted = {
+            part: metrics.Predictions(estimator, X.iloc[rows], y.iloc[rows], task=dataset.task,
+                                      classes=dataset.classes, probabilities="roc_auc" in names)
+            for part, rows in parts.items() if rows is not None
+        }
+        for part, predictions in predicted.items():
+            scores = metrics.score(predictions, names, average=cfg.metrics.average)
             row.update({f"{part}_{name}": value for name, value in scores.items()})
-        curves = getattr(estimator[-1], "history_", None)
-        tracker.log_metrics(child, row, curves)
+        tracker.log_metrics(child, row, getattr(estimator[-1], "history_", None))
         if dataset.task == "classification":
-            matrix = metrics.confusion(estimator, X.iloc[fold.test], y.iloc[fold.test],
-                                       dataset.classes)
-            tracker.log_table(child, matrix, "confusion_matrix.csv")
+            tracker.log_table(child, metrics.confusion(predicted["test"]), "confusion_matrix.csv")
     log.info("fold %d: %s", i, report.brief(row, cfg.objective))
     return row
 
