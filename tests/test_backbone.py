@@ -199,3 +199,12 @@ def test_multirun_makes_a_parent_run_per_model_in_one_experiment(cli, workdir):
     assert top["experiment_id"].nunique() == 1 and set(top["status"]) == {"FINISHED"}
     assert top["tags.sweep"].nunique() == 1
     assert sorted(top["tags.job"]) == ["0", "1", "2"]
+
+
+def test_failed_job_does_not_stop_the_sweep(cli, workdir):
+    done = cli("-m", "model=naive_bayes,ols", "data=diabetes")
+    assert done.returncode == 1
+    assert "1 of 2 jobs failed" in done.stderr and "#0 model=naive_bayes" in done.stderr
+    assert "Traceback" not in done.stderr
+    top = parents(all_runs(workdir))
+    assert list(top["tags.model"]) == ["ols"] and list(top["status"]) == ["FINISHED"]

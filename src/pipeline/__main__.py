@@ -20,7 +20,16 @@ def main(cfg: DictConfig) -> float:
         return run(cfg).score
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
+        if _in_sweep():
+            raise
         sys.exit(1)
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

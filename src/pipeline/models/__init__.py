@@ -63,7 +63,7 @@ def _validate_params(name: str, estimator: Any) -> None:
     from sklearn.utils._param_validation import InvalidParameterError
 
     try:
-        if hasattr(estimator, "_validate_params"):
+        if hasattr(estimator, "_parameter_constraints"):
             estimator._validate_params()
     except InvalidParameterError as error:
         message = str(error).replace("The '", "model.").replace("' parameter of ", " of ")
