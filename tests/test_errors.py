@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 from tests.conftest import all_runs
@@ -25,13 +27,18 @@ MISTAKES = {
     "too few folds": (["data=iris", "cv.n_splits=1"], ["cv.n_splits", "at least 2"]),
     "bad model argument": (["model=decision_tree", "model.criterion=purity"],
                            ["model.criterion", "purity"]),
+    "closed tracking port": (["tracking.uri=http://127.0.0.1:9"],
+                             ["http://127.0.0.1:9", "unreachable"]),
+    "unknown tracking scheme": (["tracking.uri=foo://bar"], ["tracking.uri=foo://bar"]),
 }
 
 
 @pytest.mark.parametrize("name", MISTAKES)
 def test_mistake_is_one_clear_line(cli, workdir, small_csv, name):
     args, words = MISTAKES[name]
+    started = time.perf_counter()
     done = cli(*args)
+    assert time.perf_counter() - started < 15
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -15,6 +15,11 @@ CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")
 REGRESSION = ("mse", "mae", "r2")
 
 
+def lower_is_better(name: str) -> bool:
+    """Whether a smaller value of metric `name` (with or without a part prefix) is better."""
+    return name.removeprefix("test_").removeprefix("val_") in ("mse", "mae")
+
+
 def check_names(task: str, names: list[str]) -> None:
     known = CLASSIFICATION if task == "classification" else REGRESSION
     unknown = [n for n in names if n not in known]

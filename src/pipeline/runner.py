@@ -119,7 +119,7 @@ def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, name
 
 def _tags(cfg: DictConfig, dataset: data.Dataset) -> dict[str, str]:
     tags = {"model": cfg.model.name, "data": dataset.name, "cv": cfg.cv.name,
-            "task": dataset.task}
+            "task": dataset.task, "objective": f"test_{cfg.objective}"}
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():

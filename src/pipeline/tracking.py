@@ -55,6 +55,8 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         self.uri = uri
         _quiet_mlflow()
+        if uri.startswith(("http://", "https://")):
+            _check_reachable(uri)
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
@@ -137,7 +139,27 @@ class Tracker:
         self.client.log_text(run_id, text, path)
 
 
+def _check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds with the URI, instead of MLflow's minutes of silent retries."""
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as error:
+        reason = type(error).__name__
+        raise PipelineError(
+            f"tracking server {redact(uri)} is unreachable ({reason}); start it "
+            "(docker compose up -d) or drop tracking=server / tracking.uri to use the local store"
+        ) from error
+    # A server that dies during the job should not stall it for minutes either.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
 def _quiet_mlflow() -> None:
-    """MLflow's first use of a SQLite store logs every schema migration at INFO."""
+    """MLflow's first use of a SQLite store logs every schema migration at INFO; and a job
+    reports to the user's tracking store only, so MLflow's usage telemetry is off unless the
+    user turns it on."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
         logging.getLogger(name).setLevel(logging.WARNING)
