@@ -63,7 +63,10 @@ def _validate_params(name: str, estimator: Any) -> None:
     from sklearn.utils._param_validation import InvalidParameterError
 
     try:
-        if hasattr(estimator, "_parameter_constraints"):
+        # scikit-learn's estimators declare their constraints; ours check in their own
+        # `_validate_params`, raising PipelineError.
+        own_check = type(estimator)._validate_params is not BaseEstimator._validate_params
+        if own_check or hasattr(estimator, "_parameter_constraints"):
             estimator._validate_params()
     except InvalidParameterError as error:
         message = str(error).replace("The '", "model.").replace("' parameter of ", " of ")
