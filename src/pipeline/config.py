@@ -28,8 +28,18 @@ def _by_task(classification: Any, regression: Any, *, _root_: DictConfig) -> Any
     raise PipelineError(f"data.task={task!r} is not one of {', '.join(TASKS)}")
 
 
+def _direction(*, _root_: DictConfig) -> str:
+    """`${direction:}`: how a sweeper should optimise the objective. Read unresolved, since
+    the default objective depends on a task that a CSV's data only tells once loaded."""
+    from pipeline.metrics import lower_is_better
+
+    objective = OmegaConf.to_container(_root_, resolve=False).get("objective", "")
+    return "minimize" if lower_is_better(str(objective)) else "maximize"
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("by_task", _by_task, replace=True)
+    OmegaConf.register_new_resolver("direction", _direction, replace=True)
 
 
 def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: Any) -> Any:

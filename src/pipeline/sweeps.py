@@ -1,5 +1,5 @@
 """Multirun bookkeeping: a job that fails on a user mistake does not stop the sweep, and the
-sweep ends by saying which jobs failed."""
+sweep ends by naming its best job (tagged in MLflow) and the jobs that failed."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from omegaconf import DictConfig
 from pipeline.errors import PipelineError
 
 
-class FailureSummary(Callback):
+class SweepSummary(Callback):
     """Turns a job's PipelineError into a NaN objective (a failed trial for optimising
-    sweepers) and, once the sweep is over, lists the failed jobs and exits non-zero."""
+    sweepers). Once the sweep is over, tags its best parent run `best_in_sweep=true` and prints
+    it, then lists the failed jobs and exits non-zero if there were any."""
 
     def __init__(self) -> None:
         self.jobs = 0
@@ -32,7 +33,35 @@ class FailureSummary(Callback):
             job_return.return_value = math.nan
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
+        if best:
+            print(best)
         if self.failures:
             print(f"error: {len(self.failures)} of {self.jobs} jobs failed:", file=sys.stderr)
             print("\n".join(self.failures), file=sys.stderr)
             sys.exit(1)
+
+
+def mark_best(uri: str | None, sweep: str) -> str | None:
+    """Tag the best parent run of `sweep` by its objective; a line describing it, or None."""
+    import mlflow
+
+    from pipeline.metrics import lower_is_better
+    from pipeline.tracking import default_uri
+
+    mlflow.set_tracking_uri(uri or default_uri())
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="pandas",
+                              filter_string=f"tags.sweep = '{sweep}' and "
+                                            "attributes.status = 'FINISHED'")
+    if runs.empty or "tags.objective" not in runs:
+        return None
+    objective = runs["tags.objective"].mode().iloc[0]
+    column = f"metrics.{objective}_mean"
+    scored = runs.dropna(subset=[column])
+    if scored.empty:
+        return None
+    order = scored[column].sort_values(ascending=lower_is_better(objective))
+    best = scored.loc[order.index[0]]
+    mlflow.MlflowClient().set_tag(best["run_id"], "best_in_sweep", "true")
+    return (f"best of {len(runs)} job(s): {best['tags.mlflow.runName']} #{best['tags.job']} "
+            f"{objective}_mean={best[column]:.4f} (MLflow run {best['run_id']})")

@@ -60,11 +60,10 @@ class Tracker:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client = MlflowClient(tracking_uri=uri)
-            self.experiment_id = self._experiment(experiment)
+            with _sqlite_guard(uri):
+                self.client = MlflowClient(tracking_uri=uri)
+                self.experiment_id = self._experiment(experiment)
         except MlflowException as error:
             message = " ".join(str(error).split())[:300]
             raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
@@ -137,6 +136,46 @@ class Tracker:
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
+
+
+@contextmanager
+def _sqlite_guard(uri: str) -> Iterator[None]:
+    """Make a local SQLite store safe for jobs running side by side (joblib launcher).
+
+    Connections wait for a lock instead of failing with "database is locked", the store uses
+    write-ahead logging so that readers do not block the writer, and creating the store (its
+    schema migrations) happens in one process at a time.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    _wait_for_sqlite_locks()
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for_sqlite_locks() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _sqlite_pragmas):
+        event.listen(Engine, "connect", _sqlite_pragmas)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    import sqlite3
+
+    if isinstance(connection, sqlite3.Connection):
+        connection.execute("PRAGMA busy_timeout = 60000")
+        connection.execute("PRAGMA journal_mode = WAL")
 
 
 def _check_reachable(uri: str, timeout: float = 5.0) -> None:
