@@ -46,6 +46,8 @@ def run(cfg: DictConfig) -> Result:
     Everything that can be checked without training (data, task, model arguments, splits,
     tracking store) is checked before the first fit.
     """
+    if tracking.global_rank() != 0:
+        log.setLevel(logging.WARNING)  # under torchrun, rank 0 speaks for the job
     dataset = data.load(cfg.data)
     with open_dict(cfg):
         cfg.data.task = dataset.task
@@ -60,7 +62,7 @@ def run(cfg: DictConfig) -> Result:
     ])
     folds = cv.split(cfg.cv, dataset)
     experiment = cfg.tracking.experiment or dataset.name
-    tracker = tracking.Tracker(cfg.tracking.uri or tracking.default_uri(), experiment)
+    tracker = tracking.connect(cfg.tracking.uri or tracking.default_uri(), experiment)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     with tracker.run(f"{cfg.model.name}-{cfg.cv.name}", params=tracking.flatten(resolved),
                      tags=_tags(cfg, dataset)) as parent:
@@ -76,7 +78,8 @@ def run(cfg: DictConfig) -> Result:
         tracker.log_table(parent, table, "folds.csv")
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
     result = Result(table, summary, objective, experiment, parent, tracker.uri)
-    report.print_result(result, dataset, cfg)
+    if tracking.global_rank() == 0:
+        report.print_result(result, dataset, cfg)
     return result
 
 

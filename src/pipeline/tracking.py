@@ -49,6 +49,20 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def global_rank() -> int:
+    """This process's rank when torchrun or SLURM started several copies of the job, else 0."""
+    for variable in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
+def connect(uri: str, experiment: str) -> Tracker:
+    """The job's tracker. Under torchrun or SLURM every rank runs the job (each fit is
+    distributed); only rank 0 talks to MLflow, so a job still makes one parent run."""
+    return Tracker(uri, experiment) if global_rank() == 0 else SilentTracker(uri, experiment)
+
+
 class Tracker:
     """The MLflow side of one job: an experiment, runs that always end, batched logging."""
 
@@ -200,5 +214,28 @@ def _quiet_mlflow() -> None:
     reports to the user's tracking store only, so MLflow's usage telemetry is off unless the
     user turns it on."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # The job prints where its runs are once, at the end; not a link per run.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class SilentTracker(Tracker):
+    """A rank other than 0: the same calls, nothing sent."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment_id = uri, ""
+
+    @contextmanager
+    def run(self, name: str, **kwargs: Any) -> Iterator[str]:
+        yield ""
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float],
+                    curves: Mapping[str, list[float]] | None = None) -> None:
+        pass
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        pass
+
+    def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None:
+        pass

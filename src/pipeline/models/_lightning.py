@@ -156,6 +156,12 @@ class NetworkModule(pl.LightningModule):
         self.log_metrics = True
         self.direct_steps = False
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled in a process that ddp_spawn started for this fit: quiet Lightning there
+        # before it announces the process group, as the parent process is.
+        _quiet_worker()
+        super().__setstate__(state)
+
     def plan(self, world_size: int, fused: bool) -> _StepIndices:
         """Sizes this rank's shard and batches; returns the step indices Lightning will iterate."""
         n = len(self._data[0])
@@ -329,6 +335,14 @@ def _quiet_lightning() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _quiet_worker() -> None:
+    """For the whole life of a worker process: what `_quiet_lightning` does around a fit."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in _NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def _fit_passing_interrupts(

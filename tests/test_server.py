@@ -1,0 +1,282 @@
+"""Jobs tracked through a real MLflow server: SQLite and PostgreSQL backends, and its web UI.
+
+Every service is started here on 127.0.0.1, on a free port, with its data in a temporary
+directory, and stopped when the tests end. PostgreSQL and Chromium come from Debian
+packages that `.ci/run` installs; where one is missing the test fails and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+INSTALL_HINT = ("`.ci/run` installs it (apt-get install -y --no-install-recommends "
+                "postgresql chromium)")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+PARENT_TAG = "mlflow.parentRunId"
+FOLDS = [f"fold-{i}" for i in range(1, 6)]
+
+
+@dataclass
+class Server:
+    url: str
+    artifacts: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, home: Path) -> Iterator[Server]:
+    """`mlflow server` on 127.0.0.1 proxying artifacts to home/artifacts; killed on exit."""
+    port = free_port()
+    artifacts = home / "artifacts"
+    log_path = home / "mlflow-server.log"
+    # Job execution (GenAI jobs) would start a runner and seven worker processes that
+    # tracking does not use; on a small CI machine they slow every request down. Telemetry
+    # off: nothing here talks beyond 127.0.0.1.
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--backend-store-uri", backend_uri,
+               "--serve-artifacts", "--artifacts-destination", str(artifacts)]
+    with log_path.open("w") as log:
+        # Its own session, so that stopping it also stops the uvicorn worker it spawns.
+        process = subprocess.Popen(command, cwd=home, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, process, log_path)
+            yield Server(url, artifacts)
+        finally:
+            stop(process)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited with {process.returncode}:\n{tail(log_path)}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"mlflow server at {url} not healthy after {timeout:.0f} s:\n{tail(log_path)}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+def postgres_bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0)
+    if not found:
+        pytest.fail(f"PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, pg_ctl) "
+                    f"not found: install Debian's postgresql package; {INSTALL_HINT}")
+    return found[-1].parent
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A fresh PostgreSQL cluster on 127.0.0.1 with a database `mlflow`; its SQLAlchemy URI."""
+    bindir = postgres_bindir()
+    # PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a
+    # directory that user owns (pytest's own tmp dirs are private to root).
+    as_root = os.geteuid() == 0
+    as_postgres = ["runuser", "-u", "postgres", "--"] if as_root else []
+    home = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
+    data, log_path, password_file = home / "data", home / "postgres.log", home / "password"
+    password = secrets.token_hex(16)
+    password_file.write_text(password)
+    if as_root:
+        for path in (home, password_file):
+            shutil.chown(path, "postgres", "postgres")
+
+    def pg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([*as_postgres, *args], cwd=home, capture_output=True, text=True,
+                              timeout=120)
+        if check and done.returncode != 0:
+            pytest.fail(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}"
+                        f"{done.stderr}\n{tail(log_path)}")
+        return done
+
+    port = free_port()
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", f"--pwfile={password_file}",
+       "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+    # Durability off: a throw-away cluster, and this keeps MLflow's schema migration fast.
+    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {home} -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off")
+    try:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log_path), "-o", options,
+           "-w", "-t", "60", "start")
+        pg(str(bindir / "createdb"), "-h", str(home), "-p", str(port), "-U", "mlflow", "mlflow")
+        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the dev extra has psycopg2.
+        yield f"postgresql+psycopg2://mlflow:{password}@127.0.0.1:{port}/mlflow"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("mlflow-sqlite")
+    with mlflow_server(f"sqlite:///{home / 'mlflow.db'}", home) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postgres_uri() -> Iterator[str]:
+    with postgres_cluster() as uri:
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def postgres_server(postgres_uri: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with mlflow_server(postgres_uri, tmp_path_factory.mktemp("mlflow-postgres")) as server:
+        yield server
+
+
+def parent_run_id(job: subprocess.CompletedProcess) -> str:
+    assert job.returncode == 0, f"job failed:\n{job.stdout[-2000:]}\n{job.stderr[-3000:]}"
+    found = re.search(r"parent run ([0-9a-f]{32})", job.stdout)
+    assert found, f"no parent run id in the job's output:\n{job.stdout[-2000:]}"
+    return found.group(1)
+
+
+def assert_job_tracked(server: Server, parent_id: str, experiment: str, name: str) -> None:
+    """The parent run, its five fold runs and their artifacts, as the server reports them."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=server.url)
+    parent = client.get_run(parent_id)
+    assert parent.info.run_name == name
+    assert parent.info.status == "FINISHED"
+    assert client.get_experiment(parent.info.experiment_id).name == experiment
+    assert 0.8 < parent.data.metrics["test_accuracy_mean"] <= 1.0
+
+    folds = client.search_runs([parent.info.experiment_id],
+                               filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    assert sorted(run.info.run_name for run in folds) == FOLDS
+    assert {run.info.status for run in folds} == {"FINISHED"}
+
+    assert {item.path for item in client.list_artifacts(parent_id)} >= {"config.yaml",
+                                                                         "folds.csv"}
+    with tempfile.TemporaryDirectory() as downloads:
+        config = yaml.safe_load(Path(client.download_artifacts(
+            parent_id, "config.yaml", downloads)).read_text())
+        assert config["model"]["name"] == name.split("-")[0]
+        scores = pd.read_csv(client.download_artifacts(parent_id, "folds.csv", downloads))
+        assert list(scores["fold"]) == FOLDS
+        fold_1 = next(run for run in folds if run.info.run_name == "fold-1")
+        confusion = pd.read_csv(client.download_artifacts(
+            fold_1.info.run_id, "confusion_matrix.csv", downloads), index_col=0)
+        assert int(confusion.to_numpy().sum()) == int(fold_1.data.params["test_size"])
+    # Uploaded through the server's artifact proxy into its --artifacts-destination.
+    assert list(server.artifacts.rglob(f"{parent_id}/artifacts/config.yaml"))
+
+
+def test_job_tracked_on_server_with_sqlite_backend(cli, sqlite_server: Server) -> None:
+    job = cli("data=iris", "model=knn", f"tracking.uri={sqlite_server.url}")
+    assert_job_tracked(sqlite_server, parent_run_id(job), "iris", "knn-kfold")
+
+
+def test_job_tracked_on_server_with_postgres_backend(cli, postgres_server: Server,
+                                                     postgres_uri: str) -> None:
+    job = cli("data=iris", "model=knn", "tracking=server", f"tracking.uri={postgres_server.url}")
+    parent_id = parent_run_id(job)
+    assert_job_tracked(postgres_server, parent_id, "iris", "knn-kfold")
+
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_uri)
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(sqlalchemy.text(
+                "SELECT name, status FROM runs WHERE run_uuid = :id"), {"id": parent_id}).one()
+    finally:
+        engine.dispose()
+    assert tuple(stored) == ("knn-kfold", "FINISHED")
+
+
+def test_ui_shows_the_job_runs(cli, workdir: Path, postgres_server: Server) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package; {INSTALL_HINT}")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.fail('playwright is not installed: pip install -e ".[dev]" (as .ci/run does)')
+
+    from mlflow import MlflowClient
+
+    job = cli("data=wine", "model=knn", f"tracking.uri={postgres_server.url}")
+    parent_id = parent_run_id(job)
+    experiment_id = MlflowClient(tracking_uri=postgres_server.url).get_run(
+        parent_id).info.experiment_id
+    screenshot = workdir / "outputs" / "mlflow-ui.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # The UI opens experiments in its GenAI view; runs are in the model-training one.
+            page.goto(f"{postgres_server.url}/#/experiments/{experiment_id}/runs"
+                      "?workflowType=machine_learning")
+            parent = page.get_by_role("row").filter(has_text="knn-kfold")
+            expect(parent).to_be_visible(timeout=30_000)
+            close_assistant = page.get_by_role("button", name="Close")
+            if close_assistant.count() == 1:
+                close_assistant.click()  # a side panel that would narrow the table
+            parent.get_by_role("gridcell").filter(has_text="knn-kfold").get_by_role(
+                "button").click()  # expand the parent to show its fold runs
+            for fold in FOLDS:
+                expect(page.get_by_role("row").filter(has_text=fold)).to_be_visible()
+            expect(page.get_by_text("6 matching runs")).to_be_visible()
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
