@@ -220,7 +220,13 @@ def assert_job_tracked(server: Server, parent_id: str, experiment: str, name: st
 
 def test_job_tracked_on_server_with_sqlite_backend(cli, sqlite_server: Server) -> None:
     job = cli("data=iris", "model=knn", f"tracking.uri={sqlite_server.url}")
-    assert_job_tracked(sqlite_server, parent_run_id(job), "iris", "knn-kfold")
+    parent_id = parent_run_id(job)
+    assert_job_tracked(sqlite_server, parent_id, "iris", "knn-kfold")
+
+    from pipeline.compare import leaderboard
+
+    experiment, table = leaderboard(sqlite_server.url, experiment="iris")
+    assert experiment == "iris" and parent_id in set(table["run_id"])
 
 
 def test_job_tracked_on_server_with_postgres_backend(cli, postgres_server: Server,
