@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from pipeline.errors import PipelineError
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "clustering")
 
 
 def config_dir() -> Path:
@@ -18,14 +19,22 @@ def config_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parents[2] / "conf"
 
 
-def _by_task(classification: Any, regression: Any, *, _root_: DictConfig) -> Any:
-    """`${by_task:a,b}` is `a` for a classification data set and `b` for a regression one."""
+class NoTaskForm(PipelineError):
+    """A `${by_task:…}` choice with no value for the job's task (a classifier asked to cluster)."""
+
+
+def _by_task(classification: Any, regression: Any, clustering: Any = None, *,
+             _root_: DictConfig) -> Any:
+    """`${by_task:a,b[,c]}` is `a` for a classification task, `b` for regression, `c` for
+    clustering (the task a clustering model gives the job)."""
     task = _root_.data.task
-    if task == "classification":
-        return classification
-    if task == "regression":
-        return regression
-    raise PipelineError(f"data.task={task!r} is not one of {', '.join(TASKS)}")
+    choices = {"classification": classification, "regression": regression,
+               "clustering": clustering}
+    if task not in choices:
+        raise PipelineError(f"data.task={task!r} is not one of {', '.join(TASKS)}")
+    if choices[task] is None:
+        raise NoTaskForm(f"no {task} form")
+    return choices[task]
 
 
 def _direction(*, _root_: DictConfig) -> str:
@@ -48,14 +57,31 @@ def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: 
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    spec = OmegaConf.to_container(node, resolve=True)
+    try:
+        spec = OmegaConf.to_container(node, resolve=True)
+    except InterpolationResolutionError as error:
+        # OmegaConf drops the cause (unless OC_CAUSE=1) but keeps it down the context chain.
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, PipelineError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
     if label:
         spec.pop(label, None)
     try:
+        if not kwargs:
+            return instantiate(spec, _convert_="all")
         # Objects such as a Dataset must reach the target as they are, not as configs.
-        return instantiate(spec, _convert_="all", _partial_=True)(**kwargs)
+        target = instantiate(spec, _convert_="all", _partial_=True)
     except InstantiationException as error:
         raise PipelineError(_first_cause(error)) from error
+    try:
+        return target(**kwargs)
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise PipelineError(f"{error}; remove that key from the config") from error
 
 
 def _first_cause(error: BaseException) -> str:

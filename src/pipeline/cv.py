@@ -25,6 +25,14 @@ def split(cfg: DictConfig, dataset: Dataset) -> list[Fold]:
     from pipeline.config import instantiate_node
 
     splitter = instantiate_node(cfg, task=dataset.task)
+    if (dataset.task == "clustering") != isinstance(splitter, Resample):
+        raise PipelineError(
+            f"cv={cfg.name} does not fit a clustering model: use cv=resample"
+            if dataset.task == "clustering" else
+            f"cv={cfg.name} is for clustering models; use cv=kfold (or another scheme) here"
+        )
+    if isinstance(splitter, ms.StratifiedKFold):
+        _check_class_sizes(cfg, dataset, splitter.n_splits)
     try:
         folds = [Fold(*parts) for parts in splitter.split(dataset.X, dataset.y, dataset.groups)]
     except ValueError as error:
@@ -35,6 +43,24 @@ def split(cfg: DictConfig, dataset: Dataset) -> list[Fold]:
     if not folds:
         raise PipelineError(f"cv={cfg.name} made no folds of {dataset.name}")
     return folds
+
+
+def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None:
+    """scikit-learn only warns when a class has fewer rows than folds (some test folds then
+    lack it); here it is a mistake, named with its fix."""
+    counts = dataset.y.value_counts()
+    small = counts[counts < n_splits]
+    if small.empty:
+        return
+    listed = ", ".join(f"{label!r} ({count} row{'s' * (count > 1)})"
+                       for label, count in small.items())
+    fewest = int(small.min())
+    fix = (f"use cv.n_splits={fewest} or fewer, " if fewest >= 2 else "") + (
+        "merge or drop the rare class(es), or set cv.stratify=false")
+    raise PipelineError(
+        f"cv={cfg.name} cv.n_splits={n_splits}: class(es) {listed} of {dataset.name} have fewer "
+        f"rows than folds; {fix}"
+    )
 
 
 def _stratified(stratify: bool, task: str) -> bool:
@@ -99,6 +125,33 @@ def train_val_test(
             f"cv.test_size + cv.val_size must leave rows to train on, got {test_size} + {val_size}"
         )
     return TrainValTestSplit(test_size, val_size, _stratified(stratify, task), random_state)
+
+
+def resample(
+    n_repeats: int = 10, fraction: float = 0.8, random_state: int | None = None, *, task: str,
+) -> Resample:
+    """Clustering's cross-validation: `n_repeats` random subsets of `fraction` of the rows."""
+    _check_fraction("fraction", fraction)
+    if n_repeats < 1:
+        raise PipelineError(f"cv.n_repeats must be at least 1, got {n_repeats}")
+    return Resample(n_repeats, fraction, random_state)
+
+
+class Resample:
+    """Subsets for a clustering model: each fold fits and scores the same subset of rows (its
+    `train` and `test` parts are the same rows); the agreement of the subsets' clusterings
+    with a clustering of all rows measures their stability."""
+
+    def __init__(self, n_repeats: int, fraction: float, random_state: Any):
+        self.n_repeats, self.fraction, self.random_state = n_repeats, fraction, random_state
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, ...]]:
+        rng = np.random.default_rng(self.random_state)
+        n_rows = len(X)
+        size = max(2, round(self.fraction * n_rows))
+        for _ in range(self.n_repeats):
+            rows = np.sort(rng.choice(n_rows, size=size, replace=False))
+            yield rows, rows
 
 
 class TrainValTestSplit:

@@ -13,6 +13,9 @@ from pipeline.errors import PipelineError
 
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")
 REGRESSION = ("mse", "mae", "r2")
+# Agreement with the true labels (when the data has them) is for scoring only, never fitting.
+CLUSTERING = ("silhouette", "ari", "rand", "ami", "stability")
+LABELLED = ("ari", "rand", "ami")
 
 
 def lower_is_better(name: str) -> bool:
@@ -21,7 +24,8 @@ def lower_is_better(name: str) -> bool:
 
 
 def check_names(task: str, names: list[str]) -> None:
-    known = CLASSIFICATION if task == "classification" else REGRESSION
+    known = {"classification": CLASSIFICATION, "regression": REGRESSION,
+             "clustering": CLUSTERING}[task]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise PipelineError(
@@ -65,6 +69,43 @@ def confusion(predictions: Predictions) -> pd.DataFrame:
     labels = [str(c) for c in classes]
     return pd.DataFrame(matrix, index=pd.Index(labels, name="true"),
                         columns=pd.Index(labels, name="predicted"))
+
+
+class Assignments:
+    """A clustering of one resample's rows: cluster labels, the rows in the space that was
+    clustered (after preprocessing), their true labels if the data has any, and the labels a
+    clustering of all rows gave them (for stability)."""
+
+    def __init__(self, estimator: Any, X: pd.DataFrame, y: pd.Series | None,
+                 reference: np.ndarray):
+        self.labels = np.asarray(estimator[-1].labels_)
+        self.features = estimator[:-1].transform(X)
+        self.y_true = None if y is None else np.asarray(y)
+        self.reference = reference
+
+
+# Silhouette is quadratic in rows: beyond this many it is estimated on a seeded sample.
+SILHOUETTE_SAMPLE = 5000
+
+
+def score_clusters(assignments: Assignments, names: list[str]) -> dict[str, float]:
+    """Clustering scores of one resample; label agreement only where the data has labels."""
+    a = assignments
+    n_clusters = len(np.unique(a.labels))
+    scores = {}
+    for name in names:
+        if name == "silhouette":
+            valid = 2 <= n_clusters < len(a.labels)
+            sample = SILHOUETTE_SAMPLE if len(a.labels) > SILHOUETTE_SAMPLE else None
+            scores[name] = float(skm.silhouette_score(
+                a.features, a.labels, sample_size=sample, random_state=0)) if valid else np.nan
+        elif name == "stability":
+            scores[name] = float(skm.adjusted_rand_score(a.reference, a.labels))
+        elif a.y_true is not None:
+            agreement = {"ari": skm.adjusted_rand_score, "rand": skm.rand_score,
+                         "ami": skm.adjusted_mutual_info_score}[name]
+            scores[name] = float(agreement(a.y_true, a.labels))
+    return scores
 
 
 def _classification(name, y_true, y_pred, proba, classes, options) -> float:

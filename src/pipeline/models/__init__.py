@@ -5,18 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.base import BaseEstimator, is_classifier, is_clusterer, is_regressor
 from sklearn.utils import get_tags
 
-from pipeline.config import config_dir, instantiate_node
+from pipeline.config import NoTaskForm, config_dir, instantiate_node
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 
 
 def build(cfg: DictConfig, dataset: Dataset) -> BaseEstimator:
     """The unfitted estimator of the `model` group, checked against the data set's task."""
-    estimator = instantiate_node(cfg)
-    if not fits(estimator, dataset.task, len(dataset.classes)):
+    try:
+        estimator = instantiate_node(cfg)
+    except NoTaskForm:
+        raise PipelineError(
+            f"model={cfg.name} cannot do {dataset.task}; models that can: "
+            + ", ".join(suitable(dataset.task, len(dataset.classes)))
+        ) from None
+    # Any data can be clustered: its labels, where it has them, only score the clusters.
+    if not (is_clusterer(estimator) or fits(estimator, dataset.task, len(dataset.classes))):
         raise PipelineError(_mismatch(cfg.name, estimator, dataset))
     _validate_params(cfg.name, estimator)
     return estimator
@@ -24,6 +31,8 @@ def build(cfg: DictConfig, dataset: Dataset) -> BaseEstimator:
 
 def fits(estimator: Any, task: str, n_classes: int) -> bool:
     """Whether `estimator` can learn a `task` target with `n_classes` classes."""
+    if task == "clustering":
+        return is_clusterer(estimator)
     if task == "regression":
         return is_regressor(estimator)
     if not is_classifier(estimator):
@@ -35,9 +44,9 @@ def suitable(task: str, n_classes: int) -> list[str]:
     """The names of the model options that fit a `task` target with `n_classes` classes."""
     names = []
     for file in sorted((config_dir() / "model").glob("*.yaml")):
-        root = OmegaConf.create(
-            {"data": {"task": task}, "seed": 0, "trainer": {}, "model": OmegaConf.load(file)}
-        )
+        option = OmegaConf.load(file)
+        option.pop("defaults", None)
+        root = OmegaConf.create({"data": {"task": task}, "seed": 0, "trainer": {}, "model": option})
         try:
             if fits(instantiate_node(root.model), task, n_classes):
                 names.append(file.stem)
@@ -48,12 +57,15 @@ def suitable(task: str, n_classes: int) -> list[str]:
 
 def _mismatch(name: str, estimator: Any, dataset: Dataset) -> str:
     n_classes = len(dataset.classes)
-    if dataset.task == "regression":
+    if dataset.task == "clustering":
+        target = f"{dataset.name} is to be clustered"
+    elif dataset.task == "regression":
         target = f"{dataset.name} has a regression target"
     else:
         target = f"{dataset.name} has a classification target with {n_classes} classes"
-    kind = "a regressor" if is_regressor(estimator) else (
-        "a binary classifier" if is_classifier(estimator) else "not a supervised model")
+    kind = ("a regressor" if is_regressor(estimator) else
+            "a classifier" if is_classifier(estimator) and n_classes <= 2 else
+            "a binary classifier" if is_classifier(estimator) else "not a supervised model")
     others = ", ".join(suitable(dataset.task, n_classes))
     return f"model={name} is {kind} but {target}; models that fit: {others}"
 
