@@ -451,6 +451,43 @@ class LinearRegression(_NeuralRegressor):
         self.trainer = trainer
 
 
+# The two MLPs take the same arguments; scikit-learn reads them from this signature.
+def _mlp_init(
+    self,
+    *,
+    hidden_sizes: Sequence[int] = (64,),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    batch_size: int | None = 64,
+    max_epochs: int | None = None,
+    early_stopping: bool = False,
+    patience: int = 10,
+    tol: float = 1e-4,
+    validation_fraction: float = 0.1,
+    random_state: int | None = None,
+    trainer: Mapping[str, Any] | None = None,
+) -> None:
+    self.hidden_sizes = hidden_sizes
+    self.activation = activation
+    self.dropout = dropout
+    self.optimizer = optimizer
+    self.lr = lr
+    self.momentum = momentum
+    self.weight_decay = weight_decay
+    self.batch_size = batch_size
+    self.max_epochs = max_epochs
+    self.early_stopping = early_stopping
+    self.patience = patience
+    self.tol = tol
+    self.validation_fraction = validation_fraction
+    self.random_state = random_state
+    self.trainer = trainer
+
+
 class MLPClassifier(_NeuralClassifier):
     """Multilayer perceptron classifier: hidden layers, then a softmax head on cross-entropy.
 
@@ -462,40 +499,7 @@ class MLPClassifier(_NeuralClassifier):
     _model_name = "mlp"
     _has_hidden_layers = True
 
-    def __init__(
-        self,
-        *,
-        hidden_sizes: Sequence[int] = (64,),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        batch_size: int | None = 64,
-        max_epochs: int | None = None,
-        early_stopping: bool = False,
-        patience: int = 10,
-        tol: float = 1e-4,
-        validation_fraction: float = 0.1,
-        random_state: int | None = None,
-        trainer: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.hidden_sizes = hidden_sizes
-        self.activation = activation
-        self.dropout = dropout
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.tol = tol
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.trainer = trainer
+    __init__ = _mlp_init
 
 
 class MLPRegressor(_NeuralRegressor):
@@ -507,37 +511,4 @@ class MLPRegressor(_NeuralRegressor):
     _model_name = "mlp"
     _has_hidden_layers = True
 
-    def __init__(
-        self,
-        *,
-        hidden_sizes: Sequence[int] = (64,),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        batch_size: int | None = 64,
-        max_epochs: int | None = None,
-        early_stopping: bool = False,
-        patience: int = 10,
-        tol: float = 1e-4,
-        validation_fraction: float = 0.1,
-        random_state: int | None = None,
-        trainer: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.hidden_sizes = hidden_sizes
-        self.activation = activation
-        self.dropout = dropout
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.tol = tol
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.trainer = trainer
+    __init__ = _mlp_init
