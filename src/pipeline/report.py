@@ -1,13 +1,17 @@
-"""What a job prints: a line per fold as it ends, then the per-fold and mean ± std table."""
+"""What a job prints: its config, a line per fold as it ends, then the per-fold and mean ± std
+table and where the runs are. Styled by `rich` on a terminal, plain lines otherwise."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
     from pipeline.data import Dataset
@@ -49,17 +53,172 @@ def print_result(result: Result, dataset: Dataset, cfg: DictConfig) -> None:
 
     n = len(result.folds)
     note = " (per-fold rows in the run's folds.csv)" if n > MAX_FOLD_ROWS else ""
-    lines = [
-        "",
-        f"{cfg.model.name} on {dataset.name}, cv={cfg.cv.name}, {n} fold(s){note}",
-        table(result.folds, result.summary, result.objective),
-        "",
+    heading = f"{cfg.model.name} on {dataset.name}, cv={cfg.cv.name}, {n} fold(s){note}"
+    where = [
         f"{result.objective}: {result.score:.4f} ± {result.spread:.4f}",
         f"MLflow: experiment {result.experiment!r}, parent run {result.run_id}",
         f"  store: {redact(result.uri)}",
         f"  view:  {_ui_command(result.uri)}",
     ]
-    log.info("\n".join(lines))
+    if not interactive():
+        log.info("\n".join(["", heading, table(result.folds, result.summary, result.objective),
+                             "", *where]))
+        return
+    from rich.text import Text
+
+    console = _console()
+    console.print()
+    console.print(_rich_table(result.folds, result.summary, result.objective, heading))
+    console.print(Text(where[0], style="bold"))
+    for line in where[1:]:
+        console.print(line, highlight=False, markup=False)
+
+
+def interactive() -> bool:
+    """Whether stdout is a terminal: styled output and progress bars there, plain lines when
+    it is a file or a pipe (logs, CI, tests)."""
+    return sys.stdout.isatty()
+
+
+# Config groups shown at the start of a job, in this order; keys that only wire the tree
+# together (`_target_`, the model's copy of `trainer`) are left out.
+GROUPS = ("data", "model", "preprocess", "cv", "trainer", "tracking")
+TOP_LEVEL = ("seed", "objective", "plots", "refit")
+_HIDDEN = ("_target_", "name", "trainer")
+
+
+def config_summary(cfg: DictConfig) -> list[tuple[str, str, dict[str, Any]]]:
+    """`(group, chosen option, {key: value})` for each group the job uses, then the top-level
+    settings as a group named `job`. The trainer only for models that have one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from pipeline.tracking import redact
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    groups = []
+    for group in GROUPS:
+        node = resolved.get(group)
+        unused = group == "trainer" and "trainer" not in resolved.get("model", {})
+        if not isinstance(node, dict) or unused:
+            continue
+        keys = {k: v for k, v in node.items() if k not in _HIDDEN}
+        if group == "tracking" and keys.get("uri"):
+            keys["uri"] = redact(str(keys["uri"]))
+        groups.append((group, str(choices.get(group) or node.get("name", "")), keys))
+    groups.append(("job", "", {k: resolved[k] for k in TOP_LEVEL if k in resolved}))
+    return groups
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The job's config, short: each chosen group with its keys (a tree on a terminal)."""
+    summary = config_summary(cfg)
+    if not interactive():
+        lines = ["config:"]
+        for group, option, keys in summary:
+            label = f"{group}: {option}" if option else f"{group}:"
+            lines.append(f"  {label}  {_keys(keys)}".rstrip())
+        log.info("\n".join(lines))
+        return
+    from rich.text import Text
+    from rich.tree import Tree
+
+    tree = Tree(Text("config", style="bold"), guide_style="dim")
+    for group, option, keys in summary:
+        label = Text.assemble((group, "bold cyan"), (f": {option}" if option else ""))
+        node = tree.add(label)
+        if keys:
+            node.add(Text.assemble(*[part for k, v in keys.items()
+                                     for part in ((k, "dim"), f"={_value(v)}  ")]))
+    _console().print(tree)
+
+
+@contextmanager
+def progress(total: int, estimator: Any = None) -> Iterator[Callable[[Any], Any]]:
+    """A progress bar across folds on a terminal; `step(row)` advances it and returns `row`.
+
+    Log lines (a line per fold) print above the bar. A torch model draws Lightning's own
+    per-epoch bar instead, so two live displays never fight over the terminal. Off a
+    terminal, or for a single fold, nothing is drawn.
+    """
+    model = estimator[-1] if estimator is not None else None
+    torch_model = type(model).__module__.startswith("pipeline.models")
+    if not interactive() or total < 2 or torch_model:
+        yield lambda row: row
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=_console(), transient=True)
+    task = bar.add_task("folds", total=total)
+
+    def step(row: Any) -> Any:
+        bar.advance(task)
+        return row
+
+    with bar, _log_through(sys.stdout):  # rich's proxy, now that the bar is live
+        yield step
+
+
+@contextmanager
+def _log_through(stream: Any) -> Iterator[None]:
+    """Point the terminal's logging handlers at `stream` (rich's proxy while a bar shows),
+    so that log lines print above the bar instead of through it."""
+    terminal = (sys.__stdout__, sys.__stderr__)
+    handlers = [h for logger in (logging.getLogger(), log) for h in logger.handlers
+                if type(h) is logging.StreamHandler and h.stream in terminal]
+    before = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.setStream(stream)
+    try:
+        yield
+    finally:
+        for handler, original in zip(handlers, before, strict=True):
+            handler.setStream(original)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _rich_table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str, title: str) -> Any:
+    """The plain table's content, narrow enough for 80 columns: part over metric in the
+    header, mean and std on rows of their own, the objective in bold."""
+    from rich import box
+    from rich.table import Table
+
+    train = objective.replace("test_", "train_", 1)
+    columns = [c for c in folds.columns if c.startswith(("val_", "test_"))]
+    columns += [c for c in (train, "fit_time") if c in folds.columns]
+    grid = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                 header_style="bold", pad_edge=False)
+    grid.add_column("fold", min_width=len(str(folds.index[-1])) if len(folds) else 4)
+    for column in columns:
+        header = "\n".join(column.split("_", 1)) if column != "fit_time" else "\nfit_time"
+        # Numbers keep their 5 characters; on a narrow terminal the headers fold instead.
+        grid.add_column(header, justify="right", overflow="fold", min_width=5,
+                        style="bold" if column == objective else None)
+    if len(folds) <= MAX_FOLD_ROWS:
+        for index, row in folds[columns].iterrows():
+            grid.add_row(str(index), *(_number(v) for v in row))
+        grid.add_section()
+    for stat in ("mean", "std"):
+        grid.add_row(stat, *(_number(summary.loc[stat, c]) for c in columns), style="bold")
+    return grid
+
+
+def _keys(keys: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={_value(v)}" for k, v in keys.items())
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _ui_command(uri: str) -> str:

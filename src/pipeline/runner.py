@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from pipeline import cv, data, metrics, models, report, tracking
+from pipeline import cv, data, metrics, models, plots, report, tracking
 from pipeline.config import instantiate_node
 from pipeline.errors import PipelineError
 
@@ -61,6 +61,10 @@ def run(cfg: DictConfig) -> Result:
         ("model", models.build(cfg.model, dataset)),
     ])
     folds = cv.split(cfg.cv, dataset)
+    figures = plots.Figures.for_job(cfg, dataset, len(folds))
+    refit = _refit_wanted(cfg.get("refit", "auto"), dataset)
+    if tracking.global_rank() == 0:
+        report.print_config(cfg)
     experiment = cfg.tracking.experiment or dataset.name
     tracker = tracking.connect(cfg.tracking.uri or tracking.default_uri(), experiment)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -68,8 +72,10 @@ def run(cfg: DictConfig) -> Result:
                      tags=_tags(cfg, dataset)) as parent:
         log.info("%s on %s (%s), cv=%s: %d fold(s); MLflow run %s",
                  cfg.model.name, dataset.name, dataset.task, cfg.cv.name, len(folds), parent)
-        rows = [_fold(i, fold, estimator, dataset, names, cfg, tracker, parent)
-                for i, fold in enumerate(folds, 1)]
+        with report.progress(len(folds), estimator) as step:
+            rows = [step(_fold(i, fold, estimator, dataset, names, cfg, tracker, parent,
+                               figures=figures))
+                    for i, fold in enumerate(folds, 1)]
         table = pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
                                                   name="fold"))
         summary = summarize(table)
@@ -77,6 +83,8 @@ def run(cfg: DictConfig) -> Result:
                                      for column in summary.columns for stat in summary.index})
         tracker.log_table(parent, table, "folds.csv")
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+        final = _refit(estimator, dataset, tracker, parent) if refit else None
+        figures.parent(tracker, parent, table, final)
     result = Result(table, summary, objective, experiment, parent, tracker.uri)
     if tracking.global_rank() == 0:
         report.print_result(result, dataset, cfg)
@@ -93,7 +101,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, names: list[str],
-          cfg: DictConfig, tracker: tracking.Tracker, parent: str) -> dict[str, float]:
+          cfg: DictConfig, tracker: tracking.Tracker, parent: str,
+          figures: plots.Figures | None = None) -> dict[str, float]:
     """Fit a fresh clone on the fold's training part and score every part; one child run."""
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
     if fold.val is not None:
@@ -116,8 +125,37 @@ def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, name
         tracker.log_metrics(child, row, getattr(estimator[-1], "history_", None))
         if dataset.task == "classification":
             tracker.log_table(child, metrics.confusion(predicted["test"]), "confusion_matrix.csv")
+        if figures:
+            figures.fold(tracker, child, estimator, predicted["test"], X.iloc[fold.test],
+                         y.iloc[fold.test])
     log.info("fold %d: %s", i, report.brief(row, cfg.objective))
     return row
+
+
+def _refit_wanted(setting: bool | str, dataset: data.Dataset) -> bool:
+    """`refit`: true, false, or auto (a single job refits, a sweep's jobs do not)."""
+    if setting not in (True, False, "auto"):
+        raise PipelineError(f"refit={setting} is not one of true, false, auto")
+    if dataset.task not in ("classification", "regression"):
+        return False
+    if setting == "auto":
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get() if HydraConfig.initialized() else None
+        return hydra is None or hydra.mode is None or hydra.mode.name != "MULTIRUN"
+    return setting
+
+
+def _refit(template: Pipeline, dataset: data.Dataset, tracker: tracking.Tracker,
+           parent: str) -> Pipeline:
+    """The whole pipeline fit on all the data, logged as the parent run's model."""
+    started = time.perf_counter()
+    final = clone(template).fit(dataset.X, dataset.y)
+    fitted = time.perf_counter() - started
+    logged = tracker.log_model(parent, final, dataset.X)
+    log.info("refit on all %d rows in %.2fs, logged as the run's model in %.2fs",
+             len(dataset.X), fitted, logged)
+    return final
 
 
 def _tags(cfg: DictConfig, dataset: data.Dataset) -> dict[str, str]:

@@ -151,6 +151,53 @@ class Tracker:
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None:
+        """A matplotlib figure as a PNG artifact, in one upload."""
+        self.client.log_figure(run_id, figure, path, save_kwargs={"dpi": figure.dpi})
+
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
+        """A fitted scikit-learn pipeline as the run's MLflow model `model`, with a signature
+        and an input example taken from `X`; returns the seconds it took.
+
+        Stored with cloudpickle: the safe "skops" format cannot hold a torch network, nor the
+        functions of this package that the preprocessing calls. The `pipeline` package travels
+        with the model (`code_paths`), so it loads where the package is not installed. Its pip
+        requirements are named here: left to MLflow, inferring them would load the model in a
+        subprocess, for seconds to minutes.
+        """
+        import warnings
+        from importlib.metadata import version
+
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        started = time.perf_counter()
+        packages = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf"]
+        if type(model[-1]).__module__.startswith("pipeline."):
+            packages.append("torch")
+        # A local build tag (torch's "+cpu") is no pip requirement.
+        requirements = [f"{name}=={version(name).split('+')[0]}" for name in packages]
+        sample = X.head(100)
+        signature = infer_signature(sample, model.predict(sample))
+        mlflow.set_tracking_uri(self.uri)
+        saving = logging.getLogger("mlflow.sklearn")
+        level = saving.level
+        saving.setLevel(logging.ERROR)  # the cloudpickle caution, above, on every job
+        try:
+            # The fluent API logs to the active run: the parent, reopened here. Leaving the
+            # block ends it FINISHED; `run` then sets its final status as for any run.
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+                # MLflow's own deprecation warnings (pandas') are not the user's to act on.
+                warnings.filterwarnings("ignore", module=r"mlflow\.")
+                mlflow.sklearn.log_model(
+                    sk_model=model, name="model", signature=signature, input_example=X.head(5),
+                    serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                    pip_requirements=requirements, code_paths=[str(Path(__file__).parent)])
+        finally:
+            saving.setLevel(level)
+        return time.perf_counter() - started
+
 
 @contextmanager
 def _sqlite_guard(uri: str) -> Iterator[None]:
@@ -239,3 +286,9 @@ class SilentTracker(Tracker):
 
     def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None:
         pass
+
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None:
+        pass
+
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
+        return 0.0
