@@ -52,7 +52,7 @@ def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None
     small = counts[counts < n_splits]
     if small.empty:
         return
-    listed = ", ".join(f"{label!r} ({count} row{'s' * (count > 1)})"
+    listed = ", ".join(f"'{label}' ({count} row{'s' * (count > 1)})"
                        for label, count in small.items())
     fewest = int(small.min())
     fix = (f"use cv.n_splits={fewest} or fewer, " if fewest >= 2 else "") + (

@@ -103,18 +103,30 @@ def table(
     task: str = "auto",
     name: str | None = None,
 ) -> Dataset:
-    """Any CSV or Parquet file: one target column, the rest (or `features`) as features."""
+    """Any CSV or Parquet file: one target column, the rest (or `features`) as features.
+
+    A file that cannot make a sound design matrix (no rows, duplicate column names, a target
+    with no values, features that are empty, infinite, constant or half numbers and half text)
+    is refused here, before any training, with a line saying what to change.
+    """
     if not path:
         raise PipelineError("data=csv needs a file: add data.path=<file.csv> data.target=<column>")
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise PipelineError(f"data.path={path} is a directory; point it at a CSV or Parquet file")
     if not file.is_file():
         raise PipelineError(f"data.path={path} does not exist (working directory: {Path.cwd()})")
     frame = _read(file)
+    _check_column_names(frame, file)
     if target is None:
         raise PipelineError(f"data=csv needs data.target=<column>; columns are: {_names(frame)}")
     if target not in frame.columns:
         raise PipelineError(
             f"data.target={target!r} is not a column of {file.name}; columns are: {_names(frame)}"
+        )
+    if frame.empty:
+        raise PipelineError(
+            f"{file.name} has a header but no rows; add one row per example below the header"
         )
     used = [c for c in frame.columns if c not in (target, groups)] if features is None else features
     absent = [c for c in [*used, *(categorical or []), *([groups] if groups else [])]
@@ -125,14 +137,18 @@ def table(
         )
     labelled = frame[frame[target].notna()]
     if labelled.empty:
-        raise PipelineError(f"data.target={target!r} has no values in {file.name}")
+        raise PipelineError(
+            f"data.target={target!r} has no values in {file.name} (all {len(frame)} rows blank); "
+            "fill it in or pick another column with data.target=<column>"
+        )
+    forced = list(categorical or [])
+    _check_features(labelled[used], forced, file)
     X = labelled[used].reset_index(drop=True)
     y = labelled[target].reset_index(drop=True)
     task = _checked_task(_infer_task(y) if task == "auto" else task, y)
-    forced = list(categorical or [])
-    X = X.astype({c: "object" for c in forced}) if forced else X
     kinds = [c for c in X.columns if c in forced or not pd.api.types.is_numeric_dtype(X[c])
              or pd.api.types.is_bool_dtype(X[c])]
+    X = as_categories(X, kinds)
     if task == "classification":
         y = y.astype(str) if not pd.api.types.is_numeric_dtype(y) else y
     return Dataset(
@@ -141,15 +157,127 @@ def table(
     )
 
 
+def as_categories(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`columns` of `X` as values the imputer and one-hot encoder take (apply it to new data
+    too): object dtype, and text throughout where a column mixes numbers, booleans and text."""
+    X = X.copy()
+    for column in columns:
+        values = X[column].astype(object)
+        kinds = {_kind(value) for value in values.dropna()}
+        if len(kinds) > 1:
+            values = values.astype(str).astype(object).where(values.notna(), np.nan)
+        X[column] = values
+    return X
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    return "number" if isinstance(value, int | float | np.number) else "text"
+
+
 def _read(file: Path) -> pd.DataFrame:
+    parquet = file.suffix.lower() in (".parquet", ".pq")
+    if not parquet:
+        with file.open("rb") as stream:
+            start = stream.read(8192)
+        if b"\x00" in start:
+            raise PipelineError(
+                f"data.path={file} is not a text table (it holds binary data); give a CSV file, "
+                "or a Parquet file named *.parquet"
+            )
     try:
-        if file.suffix.lower() in (".parquet", ".pq"):
+        if parquet:
             return pd.read_parquet(file)
-        return pd.read_csv(file, sep=None if file.suffix.lower() != ".csv" else ",",
-                           engine="python" if file.suffix.lower() != ".csv" else "c")
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        csv = file.suffix.lower() == ".csv"
+        return pd.read_csv(file, sep="," if csv else None, engine="c" if csv else "python")
+    except pd.errors.EmptyDataError as error:
+        raise PipelineError(
+            f"data.path={file} is empty; a table needs a header row naming the columns, then "
+            "one row per example"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise PipelineError(
+            f"cannot read {file} as a table: it is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); save it as UTF-8 CSV"
+        ) from error
+    except (ValueError, OSError, pd.errors.ParserError) as error:
         first = " ".join(str(error).split())[:200]
-        raise PipelineError(f"cannot read {file} as a table: {first}") from error
+        raise PipelineError(
+            f"cannot read {file} as a table: {first}; is it a CSV file, or Parquet named *.parquet?"
+        ) from error
+
+
+def _check_column_names(frame: pd.DataFrame, file: Path) -> None:
+    """pandas renames a repeated CSV header (`a`, `a.1`); a repeated name is a mistake to fix."""
+    names = list(frame.columns)
+    if file.suffix.lower() not in (".parquet", ".pq"):
+        csv = file.suffix.lower() == ".csv"
+        header = pd.read_csv(file, header=None, nrows=1, dtype=str, sep="," if csv else None,
+                             engine="c" if csv else "python")
+        names = [name for name in header.iloc[0].tolist() if isinstance(name, str)]
+    seen = pd.Series(names).value_counts()
+    repeated = seen[seen > 1]
+    if not repeated.empty:
+        listed = ", ".join(f"{name!r} ({count} times)" for name, count in repeated.items())
+        raise PipelineError(
+            f"{file.name} repeats column name(s) {listed}; rename them so that every column "
+            "name is unique"
+        )
+
+
+def _check_features(X: pd.DataFrame, categorical: list[str], file: Path) -> None:
+    """Refuse feature columns that cannot become a finite design matrix (row numbers are
+    1-based data rows of the file)."""
+    if X.shape[1] == 0:
+        raise PipelineError(
+            f"{file.name} has no feature columns besides the target; add columns or check "
+            "data.features"
+        )
+    empty = [c for c in X.columns if X[c].isna().all()]
+    if empty:
+        rest = [str(c) for c in X.columns if c not in empty]
+        keep = f"data.features=[{','.join(rest)}]" if len(rest) <= 20 else (
+            "list the other columns in data.features")
+        raise PipelineError(
+            f"column(s) {', '.join(map(repr, empty))} of {file.name} hold no values at all; "
+            f"fill them in or leave them out: {keep}"
+        )
+    for column in X.columns:
+        values = X[column]
+        if pd.api.types.is_float_dtype(values):
+            infinite = np.isinf(values.to_numpy(dtype=float))
+            if infinite.any():
+                raise PipelineError(
+                    f"column {column!r} of {file.name} holds infinite values ({infinite.sum()} "
+                    f"row(s), first data row {values.index[infinite][0] + 1}); replace them with "
+                    "numbers, or leave those cells blank to have them imputed"
+                )
+        elif column not in categorical and not pd.api.types.is_numeric_dtype(values):
+            _check_not_mixed(values.dropna(), column, file)
+    if all(X[c].nunique(dropna=True) <= 1 for c in X.columns):
+        raise PipelineError(
+            f"every feature column of {file.name} holds a single value "
+            f"({_names(X, most=10)}): there is nothing to learn from; check the file or "
+            "data.features"
+        )
+
+
+def _check_not_mixed(values: pd.Series, column: str, file: Path) -> None:
+    """A column of mostly numbers with a few text cells ('?', 'n/a', '3,5') is a numeric column
+    with typos, which one-hot encoding would silently turn into hundreds of categories."""
+    if values.empty or values.map(lambda v: isinstance(v, bool)).any():
+        return
+    numbers = pd.to_numeric(values.astype(str), errors="coerce")
+    n_numbers = int(numbers.notna().sum())
+    if n_numbers * 2 >= len(values) and n_numbers < len(values):
+        text = values[numbers.isna()]
+        raise PipelineError(
+            f"column {column!r} of {file.name} mixes numbers and text ({len(text)} of "
+            f"{len(values)} value(s) are not numbers, e.g. {text.iloc[0]!r} in data row "
+            f"{text.index[0] + 1}); fix or blank those cells, or add it to data.categorical "
+            "to treat every value as a category"
+        )
 
 
 def _infer_task(y: pd.Series) -> str:
@@ -171,8 +299,17 @@ def _checked_task(task: str, y: pd.Series) -> str:
             f"target {y.name!r} holds non-numeric values and cannot be regressed; "
             "use data.task=classification"
         )
+    if task == "regression" and not np.isfinite(y.to_numpy(dtype=float)).all():
+        raise PipelineError(
+            f"target {y.name!r} holds infinite values; replace them or leave the rows blank "
+            "to skip them"
+        )
     if task == "classification" and y.nunique() < 2:
-        raise PipelineError(f"target {y.name!r} has a single class; a classifier needs two or more")
+        only = f" ('{y.iloc[0]}')" if len(y) else ""
+        raise PipelineError(
+            f"target {y.name!r} has a single class{only}; a classifier needs two or more: "
+            "check data.target and the file's rows"
+        )
     return task
 
 
