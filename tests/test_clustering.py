@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import all_runs, children
+from mlflow import MlflowClient
+from tests.conftest import all_runs, children, store_uri
 
 from pipeline.runner import run
 
@@ -25,10 +26,31 @@ def test_kmeans_on_iris_agrees_with_the_species(cli, workdir):
 
 
 @pytest.mark.parametrize("data", ["iris", "wine"])
-def test_ward_hierarchical_clustering_runs(make_cfg, data):
+def test_ward_hierarchical_clustering_runs_and_draws(make_cfg, workdir, data):
+    from PIL import Image
+
     result = run(make_cfg(f"data={data}", "model=hierarchical", "model.linkage=ward"))
     assert result.objective == "test_silhouette"
     assert result.folds["test_ari"].mean() > 0.5
+    client = MlflowClient(store_uri(workdir))
+    logged = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"plots/dendrogram.png", "plots/clusters_pca.png", "plots/scree.png"} <= logged
+    for name in ("dendrogram", "clusters_pca"):
+        image = Image.open(client.download_artifacts(result.run_id, f"plots/{name}.png",
+                                                     str(workdir))).convert("L")
+        assert np.asarray(image).std() > 10  # drawn, not blank
+
+
+def test_choose_k_preset_ranks_k_by_silhouette(cli, workdir):
+    from pipeline.compare import leaderboard
+
+    done = cli("experiment=choose_k", "model.n_clusters=2,3,4", "plots=false")
+    assert done.returncode == 0, done.stderr
+    _, table = leaderboard(store_uri(workdir), sweep="latest")
+    assert sorted(table["params"]) == ["n_clusters=2", "n_clusters=3", "n_clusters=4"]
+    assert table["silhouette_mean"].is_monotonic_decreasing
+    by_k = table.set_index("params")["inertia_mean"]
+    assert by_k["n_clusters=2"] > by_k["n_clusters=3"] > by_k["n_clusters=4"]  # the elbow's curve
 
 
 def test_labels_score_but_never_fit_the_clusters(make_cfg, workdir, monkeypatch):

@@ -14,13 +14,13 @@ from pipeline.errors import PipelineError
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")
 REGRESSION = ("mse", "mae", "r2")
 # Agreement with the true labels (when the data has them) is for scoring only, never fitting.
-CLUSTERING = ("silhouette", "ari", "rand", "ami", "stability")
+CLUSTERING = ("silhouette", "inertia", "ari", "rand", "ami", "stability")
 LABELLED = ("ari", "rand", "ami")
 
 
 def lower_is_better(name: str) -> bool:
     """Whether a smaller value of metric `name` (with or without a part prefix) is better."""
-    return name.removeprefix("test_").removeprefix("val_") in ("mse", "mae")
+    return name.removeprefix("test_").removeprefix("val_") in ("mse", "mae", "inertia")
 
 
 def check_names(task: str, names: list[str]) -> None:
@@ -99,6 +99,10 @@ def score_clusters(assignments: Assignments, names: list[str]) -> dict[str, floa
             sample = SILHOUETTE_SAMPLE if len(a.labels) > SILHOUETTE_SAMPLE else None
             scores[name] = float(skm.silhouette_score(
                 a.features, a.labels, sample_size=sample, random_state=0)) if valid else np.nan
+        elif name == "inertia":  # within-cluster sum of squares: the elbow method's curve
+            scores[name] = float(sum(
+                ((a.features[a.labels == k] - a.features[a.labels == k].mean(0)) ** 2).sum()
+                for k in np.unique(a.labels)))
         elif name == "stability":
             scores[name] = float(skm.adjusted_rand_score(a.reference, a.labels))
         elif a.y_true is not None:

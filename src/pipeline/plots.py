@@ -27,7 +27,7 @@ log = logging.getLogger("pipeline")
 
 # What `plots: [...]` may name.
 KINDS = ("confusion_matrix", "roc", "pr", "regression", "learning_curves", "importance", "tree",
-         "scores")
+         "scores", "clusters", "dendrogram", "scree")
 DPI = 100
 # Per-fold figures for up to this many folds (leave-one-out: summaries on the parent only).
 MAX_FOLD_FIGURES = 20
@@ -44,6 +44,8 @@ PERMUTATION_MAX_COPIES = 1000
 TREE_DEPTH = 4
 # Feature-importance bars: the most important features only.
 TOP_FEATURES = 20
+# A dendrogram is drawn for hierarchical clustering of at most this many rows.
+DENDROGRAM_ROWS = 1000
 # Common false-positive-rate grid for averaging ROC curves across folds.
 _GRID = np.linspace(0, 1, 101)
 
@@ -160,8 +162,44 @@ class Figures:
                 figures["tree"] = figure
         if "scores" in want and len(folds):
             figures["scores"] = scores_figure(folds)
+        if "scree" in want and self.first_model is not None:
+            reducer = _reducer(self.first_model)
+            if reducer is not None and hasattr(reducer, "explained_variance_ratio_"):
+                figures["scree"] = scree_figure(reducer.explained_variance_ratio_,
+                                                "PCA of the preprocessed columns (fold 1)")
         for name, figure in figures.items():
             tracker.log_figure(run_id, figure, f"plots/{name}.png")
+
+    def clusters(self, tracker: Tracker, run_id: str, fitted: Any) -> None:
+        """A clustering job's pictures on its parent run, from `fitted` (the pipeline fitted on
+        all rows): the rows on their first two principal components coloured by cluster (and
+        by true label where the data has one), the scree plot, and the dendrogram of a
+        hierarchical clustering of modest size."""
+        from sklearn.decomposition import PCA
+
+        if not self.kinds:
+            return
+        points = np.asarray(fitted[:-1].transform(self.dataset.X), dtype=float)
+        pca = PCA(random_state=0).fit(points)
+        figures: dict[str, Figure] = {}
+        if "clusters" in self.kinds and points.shape[1] >= 2:
+            labels = None if self.dataset.y is None else np.asarray(self.dataset.y)
+            figures["clusters_pca"] = clusters_figure(pca.transform(points)[:, :2],
+                                                      fitted[-1].labels_, labels)
+        if "scree" in self.kinds:
+            figures["scree"] = scree_figure(pca.explained_variance_ratio_,
+                                            "PCA of the preprocessed columns")
+        if ("dendrogram" in self.kinds and hasattr(fitted[-1], "linkage")
+                and len(points) <= DENDROGRAM_ROWS):
+            figures["dendrogram"] = dendrogram_figure(points, fitted[-1].linkage)
+        for name, figure in figures.items():
+            tracker.log_figure(run_id, figure, f"plots/{name}.png")
+
+
+def _reducer(model: Any) -> Any:
+    """The PCA or LDA step of a fitted pipeline's preprocessing, if it has one."""
+    steps = getattr(model[0], "named_steps", {})
+    return steps.get("reduce")
 
 
 # -- what the figures show -------------------------------------------------------------------
@@ -479,4 +517,47 @@ def scores_figure(folds: pd.DataFrame) -> Figure:
     table.set_fontsize(8)
     ax.set_title(f"held-out scores, {len(folds)} fold(s)", fontsize=10)
     figure.subplots_adjust(left=0.12, bottom=0.02, right=0.98, top=0.85)
+    return figure
+
+
+def clusters_figure(projected: np.ndarray, clusters: np.ndarray,
+                    labels: np.ndarray | None) -> Figure:
+    """Rows on their first two principal components, by cluster and by true label."""
+    panels = [("clusters", clusters)] + ([("true labels", labels)] if labels is not None else [])
+    figure = _figure(4.0 * len(panels), 3.6)
+    for index, (title, colours) in enumerate(panels, 1):
+        ax = figure.add_subplot(1, len(panels), index)
+        codes = pd.factorize(pd.Series(colours))[0]
+        ax.scatter(projected[:, 0], projected[:, 1], c=codes, cmap="tab10", s=8, alpha=0.8)
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.set_title(f"coloured by {title}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def scree_figure(ratios: np.ndarray, title: str) -> Figure:
+    """Explained variance per principal component, and its running total."""
+    figure = _figure(4.4, 3.4)
+    ax = figure.add_subplot()
+    steps = np.arange(1, len(ratios) + 1)
+    ax.bar(steps, ratios, color="tab:blue", label="per component")
+    ax.plot(steps, np.cumsum(ratios), color="tab:orange", marker=".", label="cumulative")
+    ax.set_ylim(0, 1.02)
+    _finish(ax, "principal component", "explained variance ratio", title, 2)
+    return figure
+
+
+def dendrogram_figure(points: np.ndarray, method: str) -> Figure:
+    """The merge tree of agglomerative clustering with `method` linkage, last 30 merges."""
+    from scipy.cluster.hierarchy import dendrogram, linkage
+
+    figure = _figure(6.0, 3.6)
+    ax = figure.add_subplot()
+    tree = linkage(points, method=method)
+    dendrogram(tree, ax=ax, truncate_mode="lastp", p=30, no_labels=False,
+               leaf_font_size=7, color_threshold=None)
+    ax.set_ylabel("merge distance")
+    ax.set_title(f"hierarchical clustering, {method} linkage (last 30 merges)", fontsize=9)
+    figure.tight_layout()
     return figure

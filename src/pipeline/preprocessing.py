@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -24,12 +28,16 @@ def build(
     categorical_impute: str = "most_frequent",
     min_frequency: int | float | None = 0.01,
     max_categories: int | None = 50,
-) -> ColumnTransformer:
+    reduce: str = "none",
+    n_components: int | float | None = None,
+) -> ColumnTransformer | Pipeline:
     """An unfitted transformer for `dataset`'s columns; the runner fits a clone per fold.
 
     Categorical columns that would only make noise or exhaust memory (an identifier, more
-    one-hot columns than fit in memory) are refused here, before any training.
+    one-hot columns than fit in memory) are refused here, before any training. With `reduce`,
+    the columns' transformer is followed by PCA or LDA: `Pipeline([columns, reduce])`.
     """
+    reducer = _reducer(reduce, n_components, dataset)
     if scale not in SCALERS:
         raise PipelineError(f"preprocess.scale={scale!r} is not one of {', '.join(SCALERS)}")
     categorical = [c for c in dataset.X.columns if c in dataset.categorical]
@@ -45,11 +53,71 @@ def build(
         ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
                                  min_frequency=min_frequency, max_categories=max_categories)),
     ]
-    return ColumnTransformer(
+    columns = ColumnTransformer(
         [("numeric", Pipeline(numeric_steps), numeric),
          ("categorical", Pipeline(categorical_steps), categorical)],
         verbose_feature_names_out=False,
     )
+    return columns if reducer is None else Pipeline([("columns", columns), ("reduce", reducer)])
+
+
+REDUCERS = ("none", "pca", "lda")
+
+
+def _reducer(reduce: str, n_components: int | float | None, dataset: Dataset) -> Any:
+    """The dimensionality reduction after scaling: PCA (a count, or a share of variance to
+    keep) or LDA (supervised: fitted on each fold's training labels only)."""
+    if reduce not in REDUCERS:
+        raise PipelineError(f"preprocess.reduce={reduce!r} is not one of {', '.join(REDUCERS)}")
+    if reduce == "none":
+        return None
+    if reduce == "pca":
+        from sklearn.decomposition import PCA
+
+        fraction = isinstance(n_components, float) and 0 < n_components < 1
+        if not (n_components is None or fraction
+                or (isinstance(n_components, int) and n_components >= 1)):
+            raise PipelineError(
+                "preprocess.n_components must be a count (>= 1), a share of variance to keep "
+                f"(between 0 and 1) or null, got {n_components}")
+        # A share of variance needs the exact decomposition.
+        return PCA(n_components=n_components, svd_solver="full" if fraction else "auto",
+                   random_state=0)
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    if dataset.task != "classification":
+        raise PipelineError(
+            f"preprocess.reduce=lda separates classes, and this job's task is {dataset.task}; "
+            "use preprocess.reduce=pca")
+    most = len(dataset.classes) - 1
+    if n_components is not None and not (isinstance(n_components, int)
+                                         and 1 <= n_components <= most):
+        raise PipelineError(
+            f"preprocess.n_components={n_components}: LDA keeps at most classes - 1 = {most} "
+            f"components for {dataset.name}'s {len(dataset.classes)} classes")
+    return LinearDiscriminantAnalysis(n_components=n_components)
+
+
+def reduction_scores(preprocess: Any, X: pd.DataFrame
+                     ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """What a fold's reduction kept: (scores, curves). Scores: components kept and, for PCA,
+    the share of variance they explain and the reconstruction error (MSE, MAE) of `X`, the
+    fold's test part, in the scaled space. Curves: PCA's explained variance ratio per
+    component. Both empty when no reduction is configured."""
+    if not isinstance(preprocess, Pipeline) or "reduce" not in preprocess.named_steps:
+        return {}, {}
+    columns = preprocess.named_steps["columns"].transform(X)
+    reducer = preprocess.named_steps["reduce"]
+    reduced = reducer.transform(columns)
+    scores = {"n_components": float(reduced.shape[1])}
+    if not hasattr(reducer, "components_") or not hasattr(reducer, "inverse_transform"):
+        return scores, {}
+    restored = reducer.inverse_transform(reduced)
+    ratios = [float(r) for r in reducer.explained_variance_ratio_]
+    scores["explained_variance"] = float(sum(ratios))
+    scores["test_reconstruction_mse"] = float(np.mean((columns - restored) ** 2))
+    scores["test_reconstruction_mae"] = float(np.mean(np.abs(columns - restored)))
+    return scores, {"explained_variance_ratio": ratios}
 
 
 def _check_categories(dataset: Dataset, columns: list[str], max_categories: int | None) -> None:
