@@ -1,4 +1,4 @@
-"""The one error type for user mistakes: the runner prints its message as a single line."""
+"""The one error type for user mistakes, and the interrupt that says what it left behind."""
 
 
 class PipelineError(Exception):
@@ -7,3 +7,8 @@ class PipelineError(Exception):
     The message says what is wrong and how to fix it; the command line prints it without a
     traceback and exits non-zero.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a job, after its runs were marked KILLED; the message says where the
+    partial results are. The command line prints it and exits with status 130."""

@@ -61,15 +61,19 @@ def run(cfg: DictConfig) -> Result:
         ("model", models.build(cfg.model, dataset)),
     ])
     folds = cv.split(cfg.cv, dataset)
+    _check_device(estimator[-1])
     figures = plots.Figures.for_job(cfg, dataset, len(folds))
     refit = _refit_wanted(cfg.get("refit", "auto"), dataset)
     if tracking.global_rank() == 0:
         report.print_config(cfg)
     experiment = cfg.tracking.experiment or dataset.name
     tracker = tracking.connect(cfg.tracking.uri or tracking.default_uri(), experiment)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = tracking.loggable(OmegaConf.to_container(cfg, resolve=True))
+    tags = {**_tags(cfg, dataset), "config_hash": tracking.config_hash(resolved)}
+    if cfg.get("resume") and (done := tracking.finished_run(tracker, tags["config_hash"])):
+        return _resumed(done, objective, tracker, tags.get("sweep"))
     with tracker.run(f"{cfg.model.name}-{cfg.cv.name}", params=tracking.flatten(resolved),
-                     tags=_tags(cfg, dataset)) as parent:
+                     tags=tags) as parent:
         log.info("%s on %s (%s), cv=%s: %d fold(s); MLflow run %s",
                  cfg.model.name, dataset.name, dataset.task, cfg.cv.name, len(folds), parent)
         with report.progress(len(folds), estimator) as step:
@@ -85,7 +89,7 @@ def run(cfg: DictConfig) -> Result:
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
         final = _refit(estimator, dataset, tracker, parent) if refit else None
         figures.parent(tracker, parent, table, final)
-    result = Result(table, summary, objective, experiment, parent, tracker.uri)
+    result = Result(table, summary, objective, experiment, parent, tracking.redact(tracker.uri))
     if tracking.global_rank() == 0:
         report.print_result(result, dataset, cfg)
     return result
@@ -156,6 +160,38 @@ def _refit(template: Pipeline, dataset: data.Dataset, tracker: tracking.Tracker,
     log.info("refit on all %d rows in %.2fs, logged as the run's model in %.2fs",
              len(dataset.X), fitted, logged)
     return final
+
+
+def _check_device(model: object) -> None:
+    """`trainer=gpu` without a GPU is known before any run is made (torch models only: the
+    check imports torch)."""
+    trainer = getattr(model, "trainer", None) or {}
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PipelineError(
+                f"trainer.accelerator={accelerator} was asked for but no CUDA GPU is available; "
+                "use trainer=cpu or trainer=default"
+            )
+
+
+def _resumed(run: object, objective: str, tracker: tracking.Tracker,
+             sweep: str | None) -> Result:
+    """`resume=true` and this config already FINISHED: the recorded scores, nothing rerun."""
+    scores = run.data.metrics
+    columns = [key.removesuffix("_mean") for key in scores if key.endswith("_mean")]
+    summary = pd.DataFrame([[scores[f"{c}_mean"] for c in columns],
+                            [scores.get(f"{c}_std", np.nan) for c in columns]],
+                           index=["mean", "std"], columns=columns)
+    if sweep:  # the sweep's summary ranks it among the jobs that ran
+        tracker.client.set_tag(run.info.run_id, "resumed_in", sweep)
+    log.info("skipped: %s already FINISHED with this config as MLflow run %s, %s_mean=%.4f "
+             "(resume=true; resume=false runs it again)", run.info.run_name, run.info.run_id,
+             objective, summary.loc["mean", objective])
+    return Result(pd.DataFrame(columns=columns), summary, objective, tracker.experiment,
+                  run.info.run_id, tracking.redact(tracker.uri))
 
 
 def _tags(cfg: DictConfig, dataset: data.Dataset) -> dict[str, str]:

@@ -1,10 +1,13 @@
-"""Multirun bookkeeping: a job that fails on a user mistake does not stop the sweep, and the
-sweep ends by naming its best job (tagged in MLflow) and the jobs that failed."""
+"""Hydra callbacks. Multirun bookkeeping: a failing job does not stop the sweep, and the sweep
+ends by naming its best job (tagged in MLflow) and the jobs that failed. Before any job: its
+output directory can be made, and no log line shows a password."""
 
 from __future__ import annotations
 
 import math
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -13,46 +16,97 @@ from omegaconf import DictConfig
 
 from pipeline.errors import PipelineError
 
+# Each job of a sweep leaves its outcome in its output directory: launchers that run jobs in
+# other processes (joblib, SLURM) keep no callback state, the files are seen from anywhere.
+OUTCOME_FILE = "outcome.txt"
+
 
 class SweepSummary(Callback):
-    """Turns a job's PipelineError into a NaN objective (a failed trial for optimising
-    sweepers). Once the sweep is over, tags its best parent run `best_in_sweep=true` and prints
-    it, then lists the failed jobs and exits non-zero if there were any."""
-
-    def __init__(self) -> None:
-        self.jobs = 0
-        self.failures: list[str] = []
+    """Turns a failed job into a NaN objective (a failed trial for optimising sweepers), so that
+    the other jobs run: a user mistake (PipelineError) with its one line, any other exception
+    with its traceback. Once the sweep is over, tags its best parent run `best_in_sweep=true`
+    and prints it, then lists the failed jobs and exits non-zero if there were any."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        self.jobs += 1
-        error = job_return._return_value
-        if job_return.status == JobStatus.FAILED and isinstance(error, PipelineError):
+        from hydra.types import RunMode
+
+        from pipeline.tracking import scrub
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return  # a single job's failure is the command's own
+        outcome = "ok"
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value
+            kind = ""
+            if not isinstance(error, PipelineError):
+                traceback.print_exception(error, file=sys.stderr)  # a bug: show where
+                kind = f"{type(error).__name__}: "
             overrides = " ".join(job_return.overrides or [])
-            self.failures.append(f"  #{job_return.hydra_cfg.hydra.job.num} {overrides}: {error}")
+            message = " ".join(str(error).split())
+            outcome = scrub(f"  #{job_return.hydra_cfg.hydra.job.num} {overrides}: {kind}{message}")
             job_return.status = JobStatus.COMPLETED
             job_return.return_value = math.nan
+        output_dir = Path(config.hydra.runtime.output_dir)
+        (output_dir / OUTCOME_FILE).write_text(outcome)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir))
+        outcomes = [path.read_text() for path in sorted(sweep.rglob(OUTCOME_FILE),
+                                                        key=_job_order)]
+        failures = [outcome for outcome in outcomes if outcome != "ok"]
         best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
         if best:
             print(best)
-        if self.failures:
-            print(f"error: {len(self.failures)} of {self.jobs} jobs failed:", file=sys.stderr)
-            print("\n".join(self.failures), file=sys.stderr)
+        if failures:
+            print(f"error: {len(failures)} of {len(outcomes)} jobs failed:", file=sys.stderr)
+            print("\n".join(failures), file=sys.stderr)
             sys.exit(1)
 
 
+class OutputGuard(Callback):
+    """Before a job or a sweep starts: its output directory can be made (else one `error: `
+    line, not Hydra's traceback), and log lines from then on show no password."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _start(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _start(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _start(directory: str, key: str) -> None:
+    from pipeline.tracking import redact_logs, unwritable
+
+    redact_logs()
+    problem = unwritable(Path(directory))
+    if problem:
+        print(f"error: cannot write the job's outputs to {directory}: {problem}; run from a "
+              f"writable directory or set {key}=<writable dir> (and tracking.uri)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def _job_order(path: Path) -> tuple[int, str]:
+    name = path.parent.name
+    return (int(name), "") if name.isdigit() else (sys.maxsize, str(path))
+
+
 def mark_best(uri: str | None, sweep: str) -> str | None:
-    """Tag the best parent run of `sweep` by its objective; a line describing it, or None."""
+    """Tag the best parent run of `sweep` by its objective (runs that `resume=true` reused in
+    it included); a line describing it, or None."""
     import mlflow
+    import pandas as pd
 
     from pipeline.metrics import lower_is_better
     from pipeline.tracking import default_uri
 
     mlflow.set_tracking_uri(uri or default_uri())
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                              filter_string=f"tags.sweep = '{sweep}' and "
-                                            "attributes.status = 'FINISHED'")
+    found = [mlflow.search_runs(search_all_experiments=True, output_format="pandas",
+                                filter_string=f"tags.{tag} = '{sweep}' and "
+                                              "attributes.status = 'FINISHED'")
+             for tag in ("sweep", "resumed_in")]
+    runs = pd.concat([frame for frame in found if not frame.empty] or [found[0]],
+                     ignore_index=True)
     if runs.empty or "tags.objective" not in runs:
         return None
     objective = runs["tags.objective"].mode().iloc[0]

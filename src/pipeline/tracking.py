@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
+import re
+import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,11 +19,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.errors import Interrupted, PipelineError
 
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow keeps param values up to this length.
 MAX_PARAM_LENGTH = 6000
+# The password in any `scheme://user:password@host` within a text (Hydra's listing of a
+# sweep's overrides escapes the colons: `http\://user\:password@host`).
+_CREDENTIALS = re.compile(
+    r"(?P<start>[A-Za-z][A-Za-z0-9+.-]*\\?://[^\s:/@\\]*)(?P<colon>\\?:)[^\s/@]*@")
+# Config keys that say where and how a job is recorded, not what it computes.
+NOT_HASHED = ("hydra", "tracking", "resume")
 
 
 def default_uri() -> str:
@@ -30,11 +41,50 @@ def default_uri() -> str:
 
 def redact(uri: str) -> str:
     """The URI without a password, fit to print."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # e.g. a port that is not a number
+        return scrub(uri)
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def scrub(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _CREDENTIALS.sub(r"\g<start>\g<colon>***@", text)
+
+
+def loggable(tree: Any) -> Any:
+    """A resolved config fit to record or print: the password of every URI in it (the
+    `tracking.uri`, whether typed or read from MLFLOW_TRACKING_URI, or any other) redacted."""
+    if isinstance(tree, Mapping):
+        return {key: loggable(value) for key, value in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [loggable(value) for value in tree]
+    return scrub(tree) if isinstance(tree, str) else tree
+
+
+def redact_logs() -> None:
+    """Every log record from now on (Hydra's sweep listing, MLflow's warnings, ours) with
+    credentials in URLs redacted; a record factory outlives Hydra's reconfiguring of handlers."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "redacts", False):
+        return
+
+    def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, later
+            return record
+        if "@" in message:
+            record.msg, record.args = scrub(message), None
+        return record
+
+    redacting.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -47,6 +97,27 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:MAX_PARAM_LENGTH]
     return flat
+
+
+def config_hash(resolved: Mapping[str, Any]) -> str:
+    """A digest of what a job computes: its resolved config minus where it is recorded."""
+    kept = {key: value for key, value in resolved.items() if key not in NOT_HASHED}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finished_run(tracker: Tracker, digest: str) -> Any | None:
+    """The latest parent run of the tracker's experiment that FINISHED with config hash
+    `digest` (an `mlflow.entities.Run`), or None. Under torchrun every rank runs the job (they
+    must agree, and only rank 0 reads the store)."""
+    if not hasattr(tracker, "client") or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.config_hash = '{digest}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return runs[0] if runs else None
 
 
 def global_rank() -> int:
@@ -67,19 +138,27 @@ class Tracker:
     """The MLflow side of one job: an experiment, runs that always end, batched logging."""
 
     def __init__(self, uri: str, experiment: str):
-        self.uri = uri
+        self.uri, self.experiment = uri, experiment
         _quiet_mlflow()
         if uri.startswith(("http://", "https://")):
             _check_reachable(uri)
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import SQLAlchemyError
 
         try:
             with _sqlite_guard(uri):
                 self.client = MlflowClient(tracking_uri=uri)
                 self.experiment_id = self._experiment(experiment)
-        except MlflowException as error:
-            message = " ".join(str(error).split())[:300]
+        except OSError as error:
+            store = Path(uri.removeprefix("sqlite:///"))
+            reason = unwritable(store.parent) or f"{error.strerror}: {error.filename}"
+            raise PipelineError(
+                f"cannot create the MLflow store of tracking.uri={redact(uri)} ({reason}); run "
+                "from a writable directory or set tracking.uri=sqlite:///<writable dir>/mlflow.db"
+            ) from error
+        except (MlflowException, SQLAlchemyError) as error:
+            message = scrub(" ".join(str(error).split()).replace(uri, redact(uri)))[:300]
             raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
 
     def _experiment(self, name: str) -> str:
@@ -109,23 +188,37 @@ class Tracker:
         self, name: str, *, parent: str | None = None, params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Iterator[str]:
-        """A run that ends FINISHED, FAILED (error message as a tag) or KILLED, whatever happens."""
+        """A run that ends FINISHED, FAILED (error message as a tag) or KILLED, whatever happens.
+
+        An interrupt (Ctrl-C) leaves a top-level run as an `Interrupted` that says where the
+        partial results are.
+        """
         from mlflow.entities import Param
 
         run_tags = {**(tags or {}), **({PARENT_TAG: parent} if parent else {})}
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
+        with _sigint_deferred() as interrupted:  # a run that exists is always ended below
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
         run_id = run.info.run_id
         try:
+            if interrupted:
+                raise KeyboardInterrupt
             if params:
                 self.client.log_batch(
                     run_id, params=[Param(k, str(v)) for k, v in params.items()]
                 )
             yield run_id
-        except KeyboardInterrupt:
-            self.client.set_terminated(run_id, "KILLED")
-            raise
+        except KeyboardInterrupt as interrupt:
+            with _sigint_deferred():  # a second Ctrl-C must not leave the run RUNNING
+                self.client.set_terminated(run_id, "KILLED")
+            if parent or isinstance(interrupt, Interrupted):
+                raise
+            raise Interrupted(
+                f"partial results are in MLflow experiment {self.experiment!r}, run {run_id} "
+                f"(KILLED; its finished fold runs are kept), store {redact(self.uri)}"
+            ) from None
         except BaseException as error:
-            self.client.set_tag(run_id, "error", " ".join(str(error).split())[:5000] or repr(error))
+            message = scrub(" ".join(str(error).split()))[:5000] or repr(error)
+            self.client.set_tag(run_id, "error", message)
             self.client.set_terminated(run_id, "FAILED")
             raise
         else:
@@ -197,6 +290,33 @@ class Tracker:
         finally:
             saving.setLevel(level)
         return time.perf_counter() - started
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why `directory` cannot be created or written to, or None if it can."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[list[int]]:
+    """Ctrl-C held back for the duration; the list says whether it came (main thread only:
+    signal handlers cannot be set elsewhere)."""
+    arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    try:
+        yield arrived
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 @contextmanager
