@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
-from sklearn.base import clone
+from sklearn.base import clone, is_clusterer
 from sklearn.pipeline import Pipeline
 
-from pipeline import cv, data, metrics, models, plots, report, tracking
+from pipeline import cv, data, metrics, models, plots, preprocessing, report, tracking
 from pipeline.config import instantiate_node
 from pipeline.errors import PipelineError
 
@@ -49,8 +49,11 @@ def run(cfg: DictConfig) -> Result:
     if tracking.global_rank() != 0:
         log.setLevel(logging.WARNING)  # under torchrun, rank 0 speaks for the job
     dataset = data.load(cfg.data)
-    with open_dict(cfg):
-        cfg.data.task = dataset.task
+    _set_task(cfg, dataset.task)
+    model = models.build(cfg.model, dataset)
+    if is_clusterer(model):
+        dataset = replace(dataset, task="clustering")
+        _set_task(cfg, "clustering")
     names = list(cfg.metrics[dataset.task])
     metrics.check_names(dataset.task, names)
     objective = f"test_{cfg.objective}"
@@ -58,7 +61,7 @@ def run(cfg: DictConfig) -> Result:
         raise PipelineError(f"objective={cfg.objective} is not among metrics.{dataset.task}")
     estimator = Pipeline([
         ("preprocess", instantiate_node(cfg.preprocess, dataset=dataset)),
-        ("model", models.build(cfg.model, dataset)),
+        ("model", model),
     ])
     folds = cv.split(cfg.cv, dataset)
     _check_device(estimator[-1])
@@ -76,9 +79,10 @@ def run(cfg: DictConfig) -> Result:
                      tags=tags) as parent:
         log.info("%s on %s (%s), cv=%s: %d fold(s); MLflow run %s",
                  cfg.model.name, dataset.name, dataset.task, cfg.cv.name, len(folds), parent)
+        reference = _reference_clusters(estimator, dataset)
         with report.progress(len(folds), estimator) as step:
             rows = [step(_fold(i, fold, estimator, dataset, names, cfg, tracker, parent,
-                               figures=figures))
+                               reference, figures))
                     for i, fold in enumerate(folds, 1)]
         table = pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
                                                   name="fold"))
@@ -89,6 +93,8 @@ def run(cfg: DictConfig) -> Result:
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
         final = _refit(estimator, dataset, tracker, parent) if refit else None
         figures.parent(tracker, parent, table, final)
+        if reference is not None:
+            figures.clusters(tracker, parent, reference)
     result = Result(table, summary, objective, experiment, parent, tracking.redact(tracker.uri))
     if tracking.global_rank() == 0:
         report.print_result(result, dataset, cfg)
@@ -104,8 +110,24 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
                             index=["mean", "std"], columns=table.columns)
 
 
+def _set_task(cfg: DictConfig, task: str) -> None:
+    """Record the job's task in the config: task-dependent choices (`${by_task:…}`) and the
+    logged params follow it."""
+    with open_dict(cfg):
+        cfg.data.task = task
+
+
+def _reference_clusters(template: Pipeline, dataset: data.Dataset) -> Pipeline | None:
+    """For clustering, the model fitted on all rows: each resample's clusters are compared
+    with its clusters, and the job's pictures show them."""
+    if dataset.task != "clustering":
+        return None
+    return clone(template).fit(dataset.X)
+
+
 def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, names: list[str],
           cfg: DictConfig, tracker: tracking.Tracker, parent: str,
+          reference: Pipeline | None = None,
           figures: plots.Figures | None = None) -> dict[str, float]:
     """Fit a fresh clone on the fold's training part and score every part; one child run."""
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
@@ -114,9 +136,20 @@ def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, name
     with tracker.run(f"fold-{i}", parent=parent, params=sizes) as child:
         X, y = dataset.X, dataset.y
         estimator = clone(template)
+        clustering = dataset.task == "clustering"
         started = time.perf_counter()
-        estimator.fit(X.iloc[fold.train], y.iloc[fold.train])
+        # A clustering model never sees the labels: they only score its clusters.
+        estimator.fit(X.iloc[fold.train], None if clustering else y.iloc[fold.train])
         row = {"fit_time": time.perf_counter() - started}
+        reduction, spectrum = preprocessing.reduction_scores(estimator[0], X.iloc[fold.test])
+        row.update(reduction)
+        if clustering:
+            clusters = metrics.Assignments(estimator, X.iloc[fold.test], y.iloc[fold.test],
+                                           reference[-1].labels_[fold.test])
+            row.update({f"test_{k}": v for k, v in metrics.score_clusters(clusters, names).items()})
+            tracker.log_metrics(child, row, spectrum)
+            log.info("fold %d: %s", i, report.brief(row, cfg.objective))
+            return row
         parts = {"train": fold.train, "val": fold.val, "test": fold.test}
         predicted = {
             part: metrics.Predictions(estimator, X.iloc[rows], y.iloc[rows], task=dataset.task,
@@ -126,7 +159,7 @@ def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, name
         for part, predictions in predicted.items():
             scores = metrics.score(predictions, names, average=cfg.metrics.average)
             row.update({f"{part}_{name}": value for name, value in scores.items()})
-        tracker.log_metrics(child, row, getattr(estimator[-1], "history_", None))
+        tracker.log_metrics(child, row, {**getattr(estimator[-1], "history_", {}), **spectrum})
         if dataset.task == "classification":
             tracker.log_table(child, metrics.confusion(predicted["test"]), "confusion_matrix.csv")
         if figures:
