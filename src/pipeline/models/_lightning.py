@@ -258,6 +258,18 @@ class NetworkModule(pl.LightningModule):
                 self.log("val_loss", epoch_values[1], prog_bar=True)
 
     # The history travels in the state dict, so ddp_spawn brings it back to the main process.
+    def teardown(self, stage: str) -> None:
+        # A process that ddp_spawn started for this fit closes its process group before it
+        # exits: gloo's threads still running at exit can abort it ("terminate called without
+        # an active exception"). Under torchrun the group outlives the fit, for the next fold.
+        import multiprocessing
+
+        distributed = torch.distributed
+        if (multiprocessing.parent_process() is not None and distributed.is_available()
+                and distributed.is_initialized()):
+            distributed.barrier()
+            distributed.destroy_process_group()
+
     def get_extra_state(self) -> dict[str, list[float]]:
         return self.history
 
