@@ -84,3 +84,20 @@ def test_clustering_mistakes_fail_before_any_work(cli, workdir, args, words):
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and all(word in line for word in words), line
     assert all_runs(workdir).empty
+
+
+def test_unlabelled_csv_is_clustered_without_label_scores(cli, workdir):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(240, 4, centers=4, random_state=0)
+    import pandas as pd
+
+    pd.DataFrame(X, columns=list("abcd")).to_csv(workdir / "blobs.csv", index=False)
+    done = cli("data=csv", "data.path=blobs.csv", "data.task=clustering", "model=kmeans",
+               "model.n_clusters=4")
+    assert done.returncode == 0, done.stderr
+    runs = all_runs(workdir)
+    parent = runs[runs["tags.mlflow.runName"] == "kmeans-resample"].iloc[0]
+    assert parent["metrics.test_silhouette_mean"] > 0.6
+    assert parent["metrics.test_stability_mean"] > 0.9
+    assert "metrics.test_ari_mean" not in runs or pd.isna(parent["metrics.test_ari_mean"])

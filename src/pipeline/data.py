@@ -27,7 +27,7 @@ class Dataset:
     """Features, target and what to learn from them."""
 
     X: pd.DataFrame
-    y: pd.Series
+    y: pd.Series | None  # None: data without labels, to be clustered
     task: str
     name: str
     categorical: tuple[str, ...] = ()
@@ -118,9 +118,11 @@ def table(
         raise PipelineError(f"data.path={path} does not exist (working directory: {Path.cwd()})")
     frame = _read(file)
     _check_column_names(frame, file)
-    if target is None:
-        raise PipelineError(f"data=csv needs data.target=<column>; columns are: {_names(frame)}")
-    if target not in frame.columns:
+    unlabelled = target is None and task == "clustering"
+    if target is None and not unlabelled:
+        raise PipelineError(f"data=csv needs data.target=<column> (or data.task=clustering for "
+                            f"data without labels); columns are: {_names(frame)}")
+    if not unlabelled and target not in frame.columns:
         raise PipelineError(
             f"data.target={target!r} is not a column of {file.name}; columns are: {_names(frame)}"
         )
@@ -135,7 +137,7 @@ def table(
         raise PipelineError(
             f"{', '.join(map(repr, absent))} not in {file.name}; columns are: {_names(frame)}"
         )
-    labelled = frame[frame[target].notna()]
+    labelled = frame if unlabelled else frame[frame[target].notna()]
     if labelled.empty:
         raise PipelineError(
             f"data.target={target!r} has no values in {file.name} (all {len(frame)} rows blank); "
@@ -144,8 +146,9 @@ def table(
     forced = list(categorical or [])
     _check_features(labelled[used], forced, file)
     X = labelled[used].reset_index(drop=True)
-    y = labelled[target].reset_index(drop=True)
-    task = _checked_task(_infer_task(y) if task == "auto" else task, y)
+    y = None if unlabelled else labelled[target].reset_index(drop=True)
+    if not unlabelled:
+        task = _checked_task(_infer_task(y) if task == "auto" else task, y)
     kinds = [c for c in X.columns if c in forced or not pd.api.types.is_numeric_dtype(X[c])
              or pd.api.types.is_bool_dtype(X[c])]
     X = as_categories(X, kinds)

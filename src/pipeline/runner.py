@@ -144,7 +144,8 @@ def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, name
         reduction, spectrum = preprocessing.reduction_scores(estimator[0], X.iloc[fold.test])
         row.update(reduction)
         if clustering:
-            clusters = metrics.Assignments(estimator, X.iloc[fold.test], y.iloc[fold.test],
+            labels = None if y is None else y.iloc[fold.test]
+            clusters = metrics.Assignments(estimator, X.iloc[fold.test], labels,
                                            reference[-1].labels_[fold.test])
             row.update({f"test_{k}": v for k, v in metrics.score_clusters(clusters, names).items()})
             tracker.log_metrics(child, row, spectrum)
