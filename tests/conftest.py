@@ -73,3 +73,12 @@ def parents(runs: pd.DataFrame) -> pd.DataFrame:
 def children(runs: pd.DataFrame, parent_id: str) -> pd.DataFrame:
     return runs[runs["tags.mlflow.parentRunId"] == parent_id].sort_values("params.fold", key=lambda
                                                                           s: s.astype(int))
+
+
+def assert_refused_before_any_work(done: subprocess.CompletedProcess, workdir: Path,
+                                   words: list[str]) -> None:
+    """Exit 1, one `error:` line holding every word, and no MLflow run at all."""
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and all(word in line for word in words), line
+    assert all_runs(workdir).empty

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from tests.conftest import all_runs, children, store_uri
+from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 from pipeline.runner import run
 
@@ -79,11 +79,7 @@ def test_labels_score_but_never_fit_the_clusters(make_cfg, workdir, monkeypatch)
     (["model=random_forest", "cv=resample"], ["cv=resample", "clustering"]),
 ])
 def test_clustering_mistakes_fail_before_any_work(cli, workdir, args, words):
-    done = cli(*args)
-    assert done.returncode == 1
-    [line] = done.stderr.strip().splitlines()
-    assert line.startswith("error: ") and all(word in line for word in words), line
-    assert all_runs(workdir).empty
+    assert_refused_before_any_work(cli(*args), workdir, words)
 
 
 def test_unlabelled_csv_is_clustered_without_label_scores(cli, workdir):

@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from tests.conftest import all_runs, children, store_uri
+from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 from pipeline import cv, data, preprocessing
 from pipeline.runner import run
@@ -66,8 +66,4 @@ def test_reduction_never_sees_the_test_fold(make_cfg, reduce):
     (["preprocess.reduce=umap"], ["preprocess.reduce='umap'", "pca"]),
 ])
 def test_reduction_mistakes_fail_before_any_work(cli, workdir, args, words):
-    done = cli(*args)
-    assert done.returncode == 1
-    [line] = done.stderr.strip().splitlines()
-    assert line.startswith("error: ") and all(word in line for word in words), line
-    assert all_runs(workdir).empty
+    assert_refused_before_any_work(cli(*args), workdir, words)
