@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -40,15 +39,8 @@ def default_uri() -> str:
 
 
 def redact(uri: str) -> str:
-    """The URI without a password, fit to print."""
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None:
-            return uri
-        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    except ValueError:  # e.g. a port that is not a number
-        return scrub(uri)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URI without a password, fit to print (the user name stays)."""
+    return scrub(uri)
 
 
 def scrub(text: str) -> str:
@@ -158,7 +150,7 @@ class Tracker:
                 "from a writable directory or set tracking.uri=sqlite:///<writable dir>/mlflow.db"
             ) from error
         except (MlflowException, SQLAlchemyError) as error:
-            message = scrub(" ".join(str(error).split()).replace(uri, redact(uri)))[:300]
+            message = scrub(" ".join(str(error).split()))[:300]
             raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
 
     def _experiment(self, name: str) -> str:
