@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import confusion
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -106,7 +107,7 @@ class Figures:
         p = predictions
         if p.task == "classification":
             classes = [str(c) for c in p.classes]
-            matrix = _confusion(p.y_true, p.y_pred, p.classes)
+            matrix = confusion(p).to_numpy()
             self.confusions.append(matrix)
             if "confusion_matrix" in want and draw:
                 figures["confusion_matrix"] = confusion_figure(matrix, classes)
@@ -203,12 +204,6 @@ def _reducer(model: Any) -> Any:
 
 
 # -- what the figures show -------------------------------------------------------------------
-
-def _confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    from sklearn.metrics import confusion_matrix
-
-    return confusion_matrix(y_true, y_pred, labels=classes)
-
 
 def _curves(p: Predictions) -> tuple[list, list] | None:
     """ROC and precision-recall curves of one part, `[(label, x, y, area)]` each: the positive
