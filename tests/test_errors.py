@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import pytest
 from tests.conftest import all_runs
@@ -36,9 +34,7 @@ MISTAKES = {
 @pytest.mark.parametrize("name", MISTAKES)
 def test_mistake_is_one_clear_line(cli, workdir, small_csv, name):
     args, words = MISTAKES[name]
-    started = time.perf_counter()
     done = cli(*args)
-    assert time.perf_counter() - started < 15
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -2,7 +2,8 @@
 
 Every service is started here on 127.0.0.1, on a free port, with its data in a temporary
 directory, and stopped when the tests end. PostgreSQL and Chromium come from Debian
-packages that `.ci/run` installs; where one is missing the test fails and says so.
+packages that `.ci/run` installs; where one is missing the test says so, and fails in CI
+(`CI=true`) or is skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tests.conftest import missing_system_package
 
 pytestmark = pytest.mark.slow
 
@@ -113,8 +115,9 @@ def postgres_bindir() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
                    key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0)
     if not found:
-        pytest.fail(f"PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, pg_ctl) "
-                    f"not found: install Debian's postgresql package; {INSTALL_HINT}")
+        missing_system_package("PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, "
+                               f"pg_ctl) not found: install Debian's postgresql package; "
+                               f"{INSTALL_HINT}")
     return found[-1].parent
 
 
@@ -249,7 +252,8 @@ def test_job_tracked_on_server_with_postgres_backend(cli, postgres_server: Serve
 
 def test_ui_shows_the_job_runs(cli, workdir: Path, postgres_server: Server) -> None:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package; {INSTALL_HINT}")
+        missing_system_package(f"{CHROMIUM} not found: install Debian's chromium package; "
+                               f"{INSTALL_HINT}")
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
