@@ -19,6 +19,7 @@ from sklearn.datasets import (
     load_iris,
     make_friedman1,
 )
+from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -76,7 +77,8 @@ def diabetes():
 def test_logistic_learns_breast_cancer(breast_cancer):
     X_train, X_test, y_train, y_test = breast_cancer
     model = LogisticRegression(random_state=0).fit(X_train, y_train)
-    assert model.score(X_test, y_test) >= 0.96
+    reference = SklearnLogisticRegression().fit(X_train, y_train).score(X_test, y_test)
+    assert model.score(X_test, y_test) >= reference - 0.02
     proba = model.predict_proba(X_test)
     assert proba.shape == (len(X_test), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1)
@@ -94,7 +96,8 @@ def test_logistic_threshold_moves_predictions(breast_cancer):
 def test_softmax_learns_iris(iris):
     X_train, X_test, y_train, y_test = iris
     model = SoftmaxRegression(momentum=0.9, random_state=0).fit(X_train, y_train)
-    assert model.score(X_test, y_test) >= 0.9
+    reference = SklearnLogisticRegression().fit(X_train, y_train).score(X_test, y_test)
+    assert model.score(X_test, y_test) >= reference - 0.05
     assert model.predict_proba(X_test).shape == (len(X_test), 3)
 
 
