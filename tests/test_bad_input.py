@@ -143,6 +143,8 @@ MISTAKES: dict[str, Mistake] = {
     "unknown activation": Mistake(MLP + ["model.activation=swish"],
                                   ["model.activation='swish'", "relu, tanh"]),
     "batch_size 0": Mistake(MLP + ["model.batch_size=0"], ["model.batch_size", "positive integer"]),
+    "bad sklearn model argument": Mistake(["model=decision_tree", "model.criterion=purity"],
+                                          ["model.criterion", "purity"]),
     "trainer=gpu without a GPU": Mistake(MLP + ["trainer=gpu"],
                                          ["no CUDA GPU", "trainer=cpu"], needs_no_gpu=True),
     # Where results go
@@ -153,6 +155,8 @@ MISTAKES: dict[str, Mistake] = {
         ["model=knn", "tracking.uri=sqlite:///{workdir}/file.txt/mlflow.db"],
         ["file.txt", "is a file, not a directory", "tracking.uri=sqlite:///<writable dir>"],
         regular_file),
+    "closed tracking server port": Mistake(["tracking.uri=http://127.0.0.1:9"],
+                                           ["http://127.0.0.1:9", "unreachable"]),
     "unknown tracking URI scheme": Mistake(["tracking.uri=foo://bar"],
                                            ["tracking.uri=foo://bar", "cannot be used", "foo"]),
 }
@@ -206,6 +210,13 @@ def test_bad_input_is_one_clear_line(outcomes, name):
 def test_matrix_covers_the_issue():
     """At least the 26 mistakes of issue 6 (some in two forms)."""
     assert len(MISTAKES) >= 26
+
+
+def test_unknown_config_option_is_hydras_message(cli, workdir):
+    done = cli("model=xgboost")
+    assert done.returncode != 0
+    assert "Could not find 'model/xgboost'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_full_error_shows_the_traceback(cli, workdir):
