@@ -35,7 +35,8 @@ def served(model_uri: str, workdir: Path, timeout: float = 180) -> Iterator[str]
     """`mlflow models serve` on loopback, as a user would start it; yields its base URL once
     /ping answers, and stops it however the test ends."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir),
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = (workdir / "serve.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
