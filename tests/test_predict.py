@@ -137,3 +137,145 @@ def test_a_sweep_does_not_refit_by_default(cli, workdir):
     pd.DataFrame({"x": [1.0]}).to_csv(workdir / "rows.csv", index=False)
     found = predict_cli(workdir, f"run_id={parent_id}", "input=rows.csv")
     assert found.returncode == 1 and "has no logged model" in found.stderr
+
+
+def typed_table(rows: int = 160) -> pd.DataFrame:
+    """A table whose columns show their type late: `count` is whole numbers with blanks only
+    after row 100 (a float column), `colour` is text blank in its first 100 rows; a sample of
+    rows would declare them `long` and `double`."""
+    rng = np.random.default_rng(0)
+    count = pd.Series(rng.integers(0, 10, rows), dtype="Int64")
+    count[[110, 130, 150]] = pd.NA
+    colour = pd.Series(rng.choice(["red", "green"], rows), dtype=object)
+    colour[:100] = None
+    signal = rng.normal(size=rows) + count.fillna(5).to_numpy(dtype=float) / 3
+    return pd.DataFrame({
+        "x": rng.normal(size=rows).round(3), "count": count, "colour": colour,
+        "flag": rng.choice([True, False], rows),
+        "label": np.where(signal > 1.5, "yes", "no")})
+
+
+@pytest.fixture(scope="module")
+def typed_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One job on `typed_table`, shared by the tests below: its folder (holding train.csv and
+    the store), run id, and the final model with the rows it was fit on."""
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.config import config_dir
+
+    folder = tmp_path_factory.mktemp("typed")
+    typed_table().to_csv(folder / "train.csv", index=False)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    logged: list = []
+    log_model = tracking.Tracker.log_model
+
+    def keep(self, run_id, model, X):
+        logged.append((model, X))
+        return log_model(self, run_id, model, X)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(tracking.Tracker, "log_model", keep)
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=[
+                "data=csv", "data.path=train.csv", "data.target=label", "model=decision_tree",
+                "cv.n_splits=2", "plots=false", "refit=true", f"tracking.uri={uri}"])
+        result = run(cfg)
+    [(final, X)] = logged
+    return {"folder": folder, "run_id": result.run_id, "uri": uri, "final": final, "X": X}
+
+
+def predict_in(job: dict, capsys: pytest.CaptureFixture, file: str,
+               *args: str) -> tuple[int, str]:
+    """`pipeline.predict` on `file` of the job's folder: (exit status, stderr)."""
+    status = predict.main([f"run_id={job['run_id']}", f"input={job['folder'] / file}",
+                           f"output={job['folder'] / 'out.csv'}", f"tracking_uri={job['uri']}",
+                           *args])
+    return status, capsys.readouterr().err.strip()
+
+
+def test_a_model_takes_its_own_training_data_whatever_its_first_rows_hold(typed_job, capsys):
+    assert predict_in(typed_job, capsys, "train.csv", "ignore_extra=true") == (0, "")
+    written = pd.read_csv(typed_job["folder"] / "out.csv")
+    expected = typed_job["final"].predict(typed_job["X"])
+    np.testing.assert_array_equal(written["prediction"], expected)
+
+    import mlflow
+
+    mlflow.set_tracking_uri(typed_job["uri"])
+    served = mlflow.pyfunc.load_model(f"runs:/{typed_job['run_id']}/model")
+    features = pd.read_csv(typed_job["folder"] / "train.csv").drop(columns="label")
+    np.testing.assert_array_equal(served.predict(features), expected)
+    declared = {spec.name: spec.type.name for spec in served.metadata.get_input_schema().inputs}
+    assert declared == {"x": "double", "count": "double", "colour": "string", "flag": "boolean"}
+
+
+def test_blank_cells_are_imputed_as_in_training(typed_job, capsys):
+    rows = pd.read_csv(typed_job["folder"] / "train.csv").drop(columns="label").head(12)
+    blanked = rows.astype(object)
+    for column, row in [("x", 0), ("count", 1), ("colour", 2), ("flag", 3)]:
+        blanked.loc[row, column] = None
+    blanked.to_csv(typed_job["folder"] / "blanks.csv", index=False)
+    assert predict_in(typed_job, capsys, "blanks.csv") == (0, "")
+    # What the training loader makes of blanks: NaN in numbers, missing categories.
+    expected = typed_job["final"].predict(typed_job["X"].head(12).mask(blanked.isna()))
+    np.testing.assert_array_equal(pd.read_csv(typed_job["folder"] / "out.csv")["prediction"],
+                                  expected)
+
+
+def _with(column: str, row: int, value: object):
+    def edit(rows: pd.DataFrame) -> pd.DataFrame:
+        rows[column] = rows[column].astype(object)
+        rows.loc[row, column] = value
+        return rows
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_with("x", 2, "abc"), "column 'x' must hold numbers (double), but data row 3 holds 'abc' "
+     "(1 of 12 value(s) are not numbers); fix those cells, or leave them blank to have them "
+     "imputed"),
+    (_with("count", 4, "3,5"), "column 'count' must hold numbers (double), but data row 5 holds "
+     "'3,5' (1 of 12 value(s) are not numbers); fix those cells, or leave them blank to have "
+     "them imputed"),
+    (_with("x", 1, "inf"), "column 'x' holds infinite values (1 row(s), first data row 2); "
+     "replace them with numbers, or leave those cells blank to have them imputed"),
+    (_with("flag", 6, "maybe"), "column 'flag' must hold true or false, but data row 7 holds "
+     "'maybe'; fix those cells, or leave them blank to have them imputed"),
+    (lambda rows: rows.head(0), "input={file} has a header but no rows; add one row per "
+     "example to predict below the header"),
+    (lambda rows: rows.rename(columns=str.upper), "input shares no column with the model, "
+     "which takes x, count, colour, flag; is it the right file?"),
+], ids=["text-in-numbers", "decimal-comma", "infinity", "not-a-boolean", "zero-rows",
+        "another-table"])
+def test_predict_refuses_values_the_signature_does_not_allow_in_one_line(
+        typed_job, capsys, edit, message):
+    rows = pd.read_csv(typed_job["folder"] / "train.csv").drop(columns="label").head(12)
+    file = typed_job["folder"] / "bad.csv"
+    edit(rows).to_csv(file, index=False)
+    (typed_job["folder"] / "out.csv").unlink(missing_ok=True)
+    assert predict_in(typed_job, capsys, "bad.csv") == (1, f"error: {message.format(file=file)}")
+    assert not (typed_job["folder"] / "out.csv").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "input={file} is empty; give a header row naming the model's columns, then one row "
+     "per example"),
+    (b"PAR1\x15\x04\x15\x00\x00binary", "input={file} is not a text table (it holds binary "
+     "data); give a CSV file, or a Parquet file named *.parquet"),
+    (b"x,count\n\xff\xfe,1\n", "input={file} is not UTF-8 text (invalid start byte); save it "
+     "as UTF-8 CSV"),
+    (None, "input={file} is a directory; give a CSV file, or a Parquet file named *.parquet"),
+], ids=["empty", "binary", "not-utf8", "directory"])
+def test_predict_refuses_a_file_that_is_no_table_in_one_line(typed_job, capsys, content,
+                                                             message):
+    file = typed_job["folder"] / "wrong.csv"
+    if file.is_dir():
+        file.rmdir()
+    elif file.exists():
+        file.unlink()
+    if content is None:
+        file.mkdir()
+    else:
+        file.write_bytes(content)
+    assert predict_in(typed_job, capsys, "wrong.csv") == (1, f"error: {message.format(file=file)}")

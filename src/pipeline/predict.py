@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
@@ -17,11 +18,17 @@ usage: python -m pipeline.predict run_id=<parent run id> input=<file.csv|.parque
                                   [output=predictions.csv] [tracking_uri=<uri>] [ignore_extra=true]
 
 Loads the model that a job logged to its parent run (refit=true, the default for a single
-job), checks the input's columns against the model's signature, and writes one row per input
-row: `prediction`, and for a classifier `proba_<class>` for every class.
+job), checks the input's columns and their types against the model's signature (a numeric
+column holds numbers or blanks, which the model imputes), and writes one row per input row:
+`prediction`, and for a classifier `proba_<class>` for every class.
 The tracking URI defaults to $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db here.
 Columns the model does not take are an error, unless ignore_extra=true drops them."""
 KEYS = ("run_id", "input", "output", "tracking_uri", "ignore_extra")
+# MLflow's numeric column types: earlier models declared integer columns `long`.
+NUMBERS = ("double", "float", "long", "integer")
+# What the values of a column of categories are (pandas' `infer_dtype`), as an MLflow type.
+CATEGORY_KINDS = {"boolean": "boolean", "integer": "double", "floating": "double",
+                  "mixed-integer-float": "double", "decimal": "double"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,15 +82,34 @@ def predict_file(run_id: str, input: str, output: str = "predictions.csv",
 
 
 def read(path: Path) -> pd.DataFrame:
+    """The rows to predict; a file that is no table, or a table without rows, is an error."""
+    if path.is_dir():
+        raise PipelineError(f"input={path} is a directory; give a CSV file, or a Parquet file "
+                            "named *.parquet")
     if not path.is_file():
-        raise PipelineError(f"input={path} not found")
+        raise PipelineError(f"input={path} not found (working directory: {Path.cwd()})")
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if not parquet:
+        with path.open("rb") as stream:
+            if b"\x00" in stream.read(8192):
+                raise PipelineError(f"input={path} is not a text table (it holds binary data); "
+                                    "give a CSV file, or a Parquet file named *.parquet")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except pd.errors.EmptyDataError as error:
+        raise PipelineError(f"input={path} is empty; give a header row naming the model's "
+                            "columns, then one row per example") from error
+    except UnicodeDecodeError as error:
+        # (pandas decodes in chunks: the byte offset it reports is not the file's)
+        raise PipelineError(f"input={path} is not UTF-8 text ({error.reason}); save it as "
+                            "UTF-8 CSV") from error
     except (ValueError, OSError) as error:
         raise PipelineError(f"input={path} cannot be read as a table: "
                             f"{' '.join(str(error).split())[:200]}") from error
+    if frame.empty:
+        raise PipelineError(f"input={path} has a header but no rows; add one row per example "
+                            "to predict below the header")
+    return frame
 
 
 def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[str, str]]]:
@@ -118,7 +144,9 @@ def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[
             "do by default): rerun that job with refit=true") from error
     if info.signature is None:
         raise PipelineError(f"the model of run {run_id} has no signature to check columns by")
-    columns = [(spec.name, str(spec.type)) for spec in info.signature.inputs.inputs]
+    # A column's type by its MLflow name ("double", "string"; `str()` gives "DataType.double").
+    columns = [(spec.name, getattr(spec.type, "name", str(spec.type)))
+               for spec in info.signature.inputs.inputs]
     try:
         model = mlflow.sklearn.load_model(model_uri)
     except (ImportError, AttributeError) as error:
@@ -133,10 +161,14 @@ def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[
 def conform(frame: pd.DataFrame, columns: list[tuple[str, str]],
             ignore_extra: bool = False) -> pd.DataFrame:
     """`frame`'s columns in the model's order and types; an error names missing columns and
-    extra ones (unless `ignore_extra`)."""
+    extra ones (unless `ignore_extra`), and a column whose values are not of its type."""
     names = [name for name, _ in columns]
     missing = [n for n in names if n not in frame.columns]
     extra = [str(c) for c in frame.columns if c not in names]
+    if len(missing) == len(names):
+        raise PipelineError(
+            f"input shares no column with the model, which takes {_listed(names)}; is it the "
+            "right file?")
     problems = []
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
@@ -147,15 +179,76 @@ def conform(frame: pd.DataFrame, columns: list[tuple[str, str]],
     frame = frame[names].copy()
     for name, kind in columns:
         column = frame[name]
-        if kind == "string":
+        if kind in NUMBERS:
+            frame[name] = _numbers(column, name, kind)
+        elif kind == "boolean":
+            frame[name] = _booleans(column, name)
+        elif kind == "string":
             frame[name] = column.where(column.isna(), column.astype(str)).astype(object)
-        elif kind in ("double", "float", "long", "integer"):
-            try:
-                frame[name] = pd.to_numeric(column).astype(float)
-            except (ValueError, TypeError) as error:
-                raise PipelineError(f"column {name} must be numeric ({kind}): "
-                                    f"{' '.join(str(error).split())[:120]}") from error
     return frame
+
+
+def _numbers(column: pd.Series, name: str, kind: str) -> pd.Series:
+    """`column` as floats; blanks stay NaN (the model imputes them), text and infinities are
+    an error naming the first offending data row (1-based, header excluded)."""
+    numbers = pd.to_numeric(column, errors="coerce").astype(float)
+    text = numbers.isna() & column.notna()
+    if text.any():
+        first = int(text.to_numpy().argmax())
+        raise PipelineError(
+            f"column {name!r} must hold numbers ({kind}), but data row {first + 1} holds "
+            f"{column.iloc[first]!r} ({int(text.sum())} of {len(column)} value(s) are not "
+            "numbers); fix those cells, or leave them blank to have them imputed")
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        raise PipelineError(
+            f"column {name!r} holds infinite values ({int(infinite.sum())} row(s), first data "
+            f"row {int(infinite.argmax()) + 1}); replace them with numbers, or leave those cells "
+            "blank to have them imputed")
+    return numbers
+
+
+def _booleans(column: pd.Series, name: str) -> pd.Series:
+    """`column` as True/False (blanks kept), as the model saw it in training."""
+    words = {"true": True, "false": False}
+    values = column.astype(object).map(
+        lambda v: words.get(v.strip().lower(), v) if isinstance(v, str) else v)
+    wrong = values.notna() & ~values.map(lambda v: isinstance(v, bool | np.bool_))
+    if wrong.any():
+        first = int(wrong.to_numpy().argmax())
+        raise PipelineError(
+            f"column {name!r} must hold true or false, but data row {first + 1} holds "
+            f"{column.iloc[first]!r}; fix those cells, or leave them blank to have them imputed")
+    return values.astype(object)
+
+
+def _listed(names: list[str], most: int = 10) -> str:
+    return ", ".join(names[:most]) + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
+def input_schema(X: pd.DataFrame) -> Any:
+    """The MLflow schema of the columns a model fit on `X` takes, from all of `X`'s rows.
+
+    Read from the dtypes (and, for a column of categories, pandas' compiled `infer_dtype`):
+    next to nothing on a big table, where `mlflow.models.infer_signature` takes seconds to
+    read every value in Python, and sampling rows would miss what comes late. Every column is
+    required (the model cannot do without one) and may hold blanks (the model imputes them).
+    Numeric columns are `double` whatever their training dtype: an integer column with a blank
+    is a float column in pandas, and MLflow refuses a float column where a `long` is declared.
+    Text columns (categories) are `string`, or `boolean` / `double` where every value is one.
+    """
+    from mlflow.types import ColSpec, Schema
+
+    specs = []
+    for name, column in X.items():
+        if pd.api.types.is_bool_dtype(column):
+            kind = "boolean"
+        elif pd.api.types.is_numeric_dtype(column):
+            kind = "double"
+        else:
+            kind = CATEGORY_KINDS.get(pd.api.types.infer_dtype(column, skipna=True), "string")
+        specs.append(ColSpec(kind, str(name)))
+    return Schema(specs)
 
 
 def predict(model: Any, X: pd.DataFrame) -> pd.DataFrame:

@@ -242,7 +242,7 @@ class Tracker:
 
     def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
         """A fitted scikit-learn pipeline as the run's MLflow model `model`, with a signature
-        and an input example taken from `X`; returns the seconds it took.
+        and an input example taken from `X` (its training rows); returns the seconds it took.
 
         Stored with cloudpickle: the safe "skops" format cannot hold a torch network, nor the
         functions of this package that the preprocessing calls. The `pipeline` package travels
@@ -255,7 +255,9 @@ class Tracker:
 
         import mlflow
         import mlflow.sklearn
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature, infer_signature
+
+        from pipeline.predict import input_schema
 
         started = time.perf_counter()
         packages = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf"]
@@ -263,8 +265,11 @@ class Tracker:
             packages.append("torch")
         # A local build tag (torch's "+cpu") is no pip requirement.
         requirements = [f"{name}=={version(name).split('+')[0]}" for name in packages]
-        sample = X.head(100)
-        signature = infer_signature(sample, model.predict(sample))
+        # The inputs from all rows, so that the model takes its own training data; the
+        # output's type from a few predictions (it is the type of the labels, row by row).
+        sample = X.head(5)
+        signature = ModelSignature(input_schema(X), infer_signature(sample, model.predict(
+            sample)).outputs)
         mlflow.set_tracking_uri(self.uri)
         saving = logging.getLogger("mlflow.sklearn")
         level = saving.level
@@ -276,7 +281,7 @@ class Tracker:
                 # MLflow's own deprecation warnings (pandas') are not the user's to act on.
                 warnings.filterwarnings("ignore", module=r"mlflow\.")
                 mlflow.sklearn.log_model(
-                    sk_model=model, name="model", signature=signature, input_example=X.head(5),
+                    sk_model=model, name="model", signature=signature, input_example=sample,
                     serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
                     pip_requirements=requirements, code_paths=[str(Path(__file__).parent)])
         finally:

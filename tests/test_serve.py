@@ -1,0 +1,124 @@
+"""`mlflow models serve` on a job's final model: a real HTTP client gets the predictions that
+`pipeline.predict` writes, and a clear 4xx for a request the signature refuses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from sklearn import datasets
+from tests.conftest import store_uri
+from tests.test_predict import typed_table
+
+from pipeline import predict
+from pipeline.runner import run
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served(model_uri: str, workdir: Path, timeout: float = 180) -> Iterator[str]:
+    """`mlflow models serve` on loopback, as a user would start it; yields its base URL once
+    /ping answers, and stops it however the test ends."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir),
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    log = (workdir / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert server.poll() is None, (workdir / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no /ping answer in time"
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        # The server's workers are its children: end the whole session it leads.
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()
+        log.close()
+
+
+def invoke(url: str, rows: pd.DataFrame) -> requests.Response:
+    # pandas writes a blank as null, which JSON has and the server reads back as a blank.
+    body = f'{{"dataframe_split": {rows.to_json(orient="split", index=False)}}}'
+    return requests.post(f"{url}/invocations", data=body, timeout=60,
+                         headers={"Content-Type": "application/json"})
+
+
+def latency(url: str, rows: pd.DataFrame, repeats: int = 5) -> float:
+    """The fastest of a few requests, in milliseconds (the machine is shared)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        assert invoke(url, rows).status_code == 200
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+# Per model: the job's data overrides, and the feature table the client sends rows of.
+JOBS = {
+    # Numbers, categories and booleans from a CSV file, as most users' data comes.
+    "decision_tree": (["data=csv", "data.path=train.csv", "data.target=label"],
+                      lambda: typed_table().drop(columns="label")),
+    "logistic": (["data=breast_cancer", "trainer.max_epochs=2"],
+                 lambda: datasets.load_breast_cancer(as_frame=True).data),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", JOBS)
+def test_served_model_answers_http_as_the_predict_command_does(make_cfg, workdir, model):
+    overrides, features = JOBS[model]
+    typed_table().to_csv(workdir / "train.csv", index=False)
+    result = run(make_cfg(f"model={model}", *overrides, "cv.n_splits=2", "plots=false",
+                          "refit=true"))
+    X = features()
+    rows = X.sample(20, random_state=0).astype(object)
+    rows.iloc[0] = None  # a row of blanks: the model imputes every cell
+    rows.to_csv(workdir / "rows.csv", index=False)
+    rows = pd.read_csv(workdir / "rows.csv")  # the types a client reading the file sends
+    assert predict.main([f"run_id={result.run_id}", "input=rows.csv", "output=out.csv",
+                         f"tracking_uri={store_uri(workdir)}"]) == 0
+    expected = pd.read_csv(workdir / "out.csv")["prediction"].to_numpy()
+
+    with served(f"runs:/{result.run_id}/model", workdir) as url:
+        answer = invoke(url, rows)
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_array_equal(np.asarray(answer.json()["predictions"]), expected)
+
+        dropped = X.columns[-1]
+        refused = invoke(url, rows.drop(columns=[dropped]))
+        assert 400 <= refused.status_code < 500
+        assert f"missing inputs ['{dropped}']" in refused.json()["message"]
+
+        many = X.sample(1000, replace=True, random_state=0)
+        print(f"\n{model} served: one row {latency(url, rows.tail(1)):.1f} ms, "
+              f"1,000 rows {latency(url, many):.1f} ms (fastest of 5 requests)")
