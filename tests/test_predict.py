@@ -142,7 +142,7 @@ def test_a_sweep_does_not_refit_by_default(cli, workdir):
 def typed_table(rows: int = 160) -> pd.DataFrame:
     """A table whose columns show their type late: `count` is whole numbers with blanks only
     after row 100 (a float column), `colour` is text blank in its first 100 rows; a sample of
-    rows would declare them `long` and `double`."""
+    rows would declare them `long` and `double`. `rooms` is whole numbers throughout."""
     rng = np.random.default_rng(0)
     count = pd.Series(rng.integers(0, 10, rows), dtype="Int64")
     count[[110, 130, 150]] = pd.NA
@@ -151,7 +151,7 @@ def typed_table(rows: int = 160) -> pd.DataFrame:
     signal = rng.normal(size=rows) + count.fillna(5).to_numpy(dtype=float) / 3
     return pd.DataFrame({
         "x": rng.normal(size=rows).round(3), "count": count, "colour": colour,
-        "flag": rng.choice([True, False], rows),
+        "flag": rng.choice([True, False], rows), "rooms": rng.integers(1, 6, rows),
         "label": np.where(signal > 1.5, "yes", "no")})
 
 
@@ -207,13 +207,15 @@ def test_a_model_takes_its_own_training_data_whatever_its_first_rows_hold(typed_
     features = pd.read_csv(typed_job["folder"] / "train.csv").drop(columns="label")
     np.testing.assert_array_equal(served.predict(features), expected)
     declared = {spec.name: spec.type.name for spec in served.metadata.get_input_schema().inputs}
-    assert declared == {"x": "double", "count": "double", "colour": "string", "flag": "boolean"}
+    assert declared == {"x": "double", "count": "double", "colour": "string", "flag": "boolean",
+                        "rooms": "long"}
+    assert features["rooms"].dtype == np.int64  # the training frame's own type passes
 
 
 def test_blank_cells_are_imputed_as_in_training(typed_job, capsys):
     rows = pd.read_csv(typed_job["folder"] / "train.csv").drop(columns="label").head(12)
     blanked = rows.astype(object)
-    for column, row in [("x", 0), ("count", 1), ("colour", 2), ("flag", 3)]:
+    for column, row in [("x", 0), ("count", 1), ("colour", 2), ("flag", 3), ("rooms", 4)]:
         blanked.loc[row, column] = None
     blanked.to_csv(typed_job["folder"] / "blanks.csv", index=False)
     assert predict_in(typed_job, capsys, "blanks.csv") == (0, "")

@@ -233,9 +233,12 @@ def input_schema(X: pd.DataFrame) -> Any:
     next to nothing on a big table, where `mlflow.models.infer_signature` takes seconds to
     read every value in Python, and sampling rows would miss what comes late. Every column is
     required (the model cannot do without one) and may hold blanks (the model imputes them).
-    Numeric columns are `double` whatever their training dtype: an integer column with a blank
-    is a float column in pandas, and MLflow refuses a float column where a `long` is declared.
-    Text columns (categories) are `string`, or `boolean` / `double` where every value is one.
+    A column of whole numbers with no blank in any training row is `long`, so that the
+    training frame itself (int64) passes MLflow's checks; any other numeric column is `double`
+    (MLflow refuses to cast int64 to double, and a blank makes pandas read integers as floats).
+    `pipeline.predict` takes blanks in a `long` column too; a served model refuses them, as
+    MLflow does for integer columns. Text columns (categories) are `string`, or `boolean` /
+    `double` where every value is one.
     """
     from mlflow.types import ColSpec, Schema
 
@@ -243,6 +246,8 @@ def input_schema(X: pd.DataFrame) -> Any:
     for name, column in X.items():
         if pd.api.types.is_bool_dtype(column):
             kind = "boolean"
+        elif pd.api.types.is_integer_dtype(column) and not column.isna().any():
+            kind = "long"
         elif pd.api.types.is_numeric_dtype(column):
             kind = "double"
         else:
