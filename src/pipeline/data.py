@@ -31,6 +31,8 @@ _HEAD = 1000
 # Words of a column name that make a distinct integer in every row an identifier.
 _IDENTIFIER_WORDS = frozenset({"id", "ids", "idx", "index", "row", "rowid", "rownum", "uid",
                                "uuid", "key", "unnamed"})
+# The words of a column name: `customer_id`, `CustomerID` and `customerId` hold `id`.
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 log = logging.getLogger("pipeline")
 
@@ -356,8 +358,10 @@ def _check_no_target_copy(X: pd.DataFrame, y: pd.Series, task: str, file: Path) 
     feature of distinct values, which says nothing. There only an equal column is a copy.
     Near-copies (a few cells differ) are features, however telling.
     """
-    codes, labels = pd.factorize(y)
-    recodings = task == "classification" or len(labels) <= MAX_INTEGER_CLASSES
+    # Many distinct values in the head: a continuous target, not worth hashing row by row.
+    recodings = task == "classification" or (
+        y.iloc[:_HEAD].nunique() <= MAX_INTEGER_CLASSES and y.nunique() <= MAX_INTEGER_CLASSES)
+    codes, labels = pd.factorize(y) if recodings else (None, ())
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
     for column in X.columns:
         feature = X[column]
@@ -432,13 +436,16 @@ def _identifier_kind(values: pd.Series) -> str | None:
     """What a column of distinct integers, one per row, looks like: a row number (consecutive
     integers, in any order), a counter in file order (strictly monotonic) or an identifier (by
     its name); None for any other column."""
-    if pd.api.types.is_integer_dtype(values) and not values.hasnans:
-        v = values.to_numpy(dtype=np.int64)
-    elif pd.api.types.is_float_dtype(values):
+    if pd.api.types.is_float_dtype(values):
         v = values.to_numpy(dtype=float)
-        if not (_integral(v[:_HEAD]) and _integral(v)):  # blanks (NaN) fail here too
-            return None
+    elif pd.api.types.is_integer_dtype(values) and not values.hasnans:
+        v = values.to_numpy(dtype=np.int64)
     else:
+        return None
+    head = v[:_HEAD]  # where most columns fail, at little cost
+    if not _integral(head) or len(np.unique(head)) < len(head):
+        return None
+    if v.dtype.kind == "f" and not _integral(v):  # blanks (NaN) fail here too
         return None
     low, high = v.min(), v.max()
     if int(high) - int(low) == len(v) - 1 and (
@@ -446,7 +453,7 @@ def _identifier_kind(values: pd.Series) -> str | None:
         return f"a row number (the integers {int(low)} to {int(high)}, each once)"
     if _strictly_monotonic(v[:_HEAD]) and _strictly_monotonic(v):
         return "a row number, counter or timestamp (integers rising or falling row by row)"
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", str(values.name))
+    words = _WORDS.findall(str(values.name))
     if {w.lower() for w in words} & _IDENTIFIER_WORDS and values.nunique() == len(v):
         return "an identifier (a distinct integer in every row)"
     return None
