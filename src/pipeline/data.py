@@ -366,7 +366,7 @@ def _check_no_target_copy(X: pd.DataFrame, y: pd.Series, task: str, file: Path) 
     for column in X.columns:
         feature = X[column]
         if recodings:
-            if not _one_to_one(feature, codes):
+            if not _one_to_one(feature, codes, len(labels)):
                 continue
         elif not (numeric and pd.api.types.is_numeric_dtype(feature) and _equal(feature, y)):
             continue
@@ -384,7 +384,7 @@ def _check_no_target_copy(X: pd.DataFrame, y: pd.Series, task: str, file: Path) 
         )
 
 
-def _one_to_one(feature: pd.Series, target_codes: np.ndarray) -> bool:
+def _one_to_one(feature: pd.Series, target_codes: np.ndarray, n_labels: int) -> bool:
     """Whether each value of `feature` goes with one target value and each target value with
     one feature value (first on the head of the column, where most columns fail)."""
     n = len(feature)
@@ -396,7 +396,7 @@ def _one_to_one(feature: pd.Series, target_codes: np.ndarray) -> bool:
         n_target = len(np.unique(target))
         if len(values) != n_target:
             return False
-        pairs = own.astype(np.int64) * (int(target_codes.max()) + 1) + target
+        pairs = own.astype(np.int64) * n_labels + target
         if len(np.unique(pairs)) != n_target:
             return False
     return True
