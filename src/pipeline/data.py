@@ -125,7 +125,10 @@ def table(
 
     A file that cannot make a sound design matrix (no rows, duplicate column names, a target
     with no values, features that are empty, infinite, constant or half numbers and half text)
-    is refused here, before any training, with a line saying what to change.
+    or that would make every score meaningless (the target again among the features, a row
+    number or numeric identifier) is refused here, before any training, with a line saying
+    what to change. Rows without a target value are dropped; that, and what was inferred, is
+    printed and kept in the Dataset's `notes`.
     """
     if not path:
         raise PipelineError("data=csv needs a file: add data.path=<file.csv> data.target=<column>")
