@@ -176,7 +176,7 @@ def test_csv_with_missing_values_rare_category_and_string_target(make_cfg, workd
 def test_csv_task_inference(workdir):
     from pipeline.data import table
 
-    frame = pd.DataFrame({"x": range(40), "grade": [1, 2, 3, 4] * 10,
+    frame = pd.DataFrame({"x": np.arange(40) % 7, "grade": [1, 2, 3, 4] * 10,
                           "price": np.linspace(0, 1, 40), "ok": [True, False] * 20})
     frame.to_csv(workdir / "t.csv", index=False)
     assert table("t.csv", "grade").task == "classification"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig
 from sklearn import model_selection as ms
 
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
 
 
 class Fold(NamedTuple):
@@ -19,7 +23,16 @@ class Fold(NamedTuple):
     val: np.ndarray | None = None
 
 
-def split(cfg: DictConfig, dataset: Dataset) -> list[Fold]:
+class Folds(list):
+    """The planned folds, in order, and the warnings planning them gave (printed once; the job
+    records them on its parent run)."""
+
+    def __init__(self, folds: list[Fold], notes: tuple[str, ...] = ()):
+        super().__init__(folds)
+        self.notes = notes
+
+
+def split(cfg: DictConfig, dataset: Dataset) -> Folds:
     """All folds of `dataset` under the `cv` group's scheme; a split that cannot be made is a
     user error, found before any training."""
     from pipeline.config import instantiate_node
@@ -42,7 +55,71 @@ def split(cfg: DictConfig, dataset: Dataset) -> list[Fold]:
         ) from error
     if not folds:
         raise PipelineError(f"cv={cfg.name} made no folds of {dataset.name}")
-    return folds
+    notes = _check_parts(cfg, dataset, folds) if dataset.task == "classification" else ()
+    for line in notes:
+        log.warning(line)
+    return Folds(folds, notes)
+
+
+def _check_parts(cfg: DictConfig, dataset: Dataset, folds: list[Fold]) -> tuple[str, ...]:
+    """Refuse a fold whose training part holds a single class: no classifier can be fitted to
+    it and any score would be a constant's. Warn of parts that lack a class: a model that never
+    saw a class cannot predict it, and roc_auc is undefined on a part without every class.
+    Counted per class with `bincount`, so a plan of many folds (leave-one-out) costs little."""
+    codes, classes = pd.factorize(dataset.y)
+    n_classes = len(classes)
+    total = np.bincount(codes, minlength=n_classes)
+    lacking: dict[str, list[int]] = {"training": [], "validation": [], "test": []}
+    one_class = []
+    for i, fold in enumerate(folds, 1):
+        held = {"test": np.bincount(codes[fold.test], minlength=n_classes)}
+        if fold.val is not None:
+            held["validation"] = np.bincount(codes[fold.val], minlength=n_classes)
+        if len(fold.train) + sum(len(part) for part in fold[1:] if part is not None) == len(codes):
+            train = total - sum(held.values())  # the parts are disjoint and cover every row
+        else:
+            train = np.bincount(codes[fold.train], minlength=n_classes)
+        if np.count_nonzero(train) < 2:
+            one_class.append((i, train))
+        for part, counts in {"training": train, **held}.items():
+            if np.count_nonzero(counts) < n_classes:
+                lacking[part].append(i)
+    if one_class:
+        i, train = one_class[0]
+        label = classes[np.argmax(train)]
+        raise PipelineError(
+            f"cv={cfg.name}: the training part of fold {i} holds a single class ('{label}', "
+            f"{train.max()} rows){_also(one_class[1:])}; no classifier can learn from it: "
+            f"{_one_class_fix(cfg.name)}"
+        )
+    why = {"training": "a model there never sees the missing class(es), cannot predict them, "
+                       "and roc_auc is undefined (NaN)",
+           "validation": "val_roc_auc is undefined (NaN) there",
+           "test": "test_roc_auc is undefined (NaN) there and left out of its mean"}
+    return tuple(f"warning: cv={cfg.name}: the {part} part of {_which(numbers, len(folds))} "
+                 f"lacks one or more of the {n_classes} classes; {why[part]}"
+                 for part, numbers in lacking.items() if numbers)
+
+
+def _also(more: list[tuple[int, np.ndarray]]) -> str:
+    return f" (and of fold(s) {', '.join(str(i) for i, _ in more[:10])})" if more else ""
+
+
+def _one_class_fix(scheme: str) -> str:
+    if scheme == "timeseries":
+        return ("the first rows, in file order, hold one class (is the file sorted by the "
+                "target?); order the rows by time, or use cv=kfold if their order is not time")
+    if scheme == "group_kfold":
+        return ("the groups left to train on hold one class; choose data.groups so that "
+                "classes mix within groups, or use cv=kfold")
+    return "use cv=kfold (stratified on the target), or add rows of the other classes"
+
+
+def _which(numbers: list[int], n_folds: int) -> str:
+    if len(numbers) == n_folds:
+        return f"every fold ({n_folds})"
+    listed = ", ".join(map(str, numbers[:10])) + (", …" if len(numbers) > 10 else "")
+    return f"{len(numbers)} of {n_folds} folds ({listed})"
 
 
 def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None:

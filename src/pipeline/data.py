@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,19 @@ BUNDLED = {
 }
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_INTEGER_CLASSES = 20
+# Row-number and identifier columns are looked for in tables of at least this many rows:
+# in fewer, a column of distinct integers is as likely a coincidence.
+MIN_ROWS_FOR_IDENTIFIERS = 20
+# A column is first compared with the target (or tested for integers) on its first rows:
+# most columns are told apart there, so a large table costs little more than a small one.
+_HEAD = 1000
+# Words of a column name that make a distinct integer in every row an identifier.
+_IDENTIFIER_WORDS = frozenset({"id", "ids", "idx", "index", "row", "rowid", "rownum", "uid",
+                               "uuid", "key", "unnamed"})
+# The words of a column name: `customer_id`, `CustomerID` and `customerId` hold `id`.
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+log = logging.getLogger("pipeline")
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,9 @@ class Dataset:
     name: str
     categorical: tuple[str, ...] = ()
     groups: pd.Series | None = None
+    # What the loader decided or warned about (task, dropped rows, ...), as printed at load
+    # time; the job records them on its parent run.
+    notes: tuple[str, ...] = ()
 
     @property
     def classes(self) -> np.ndarray:
@@ -107,7 +125,10 @@ def table(
 
     A file that cannot make a sound design matrix (no rows, duplicate column names, a target
     with no values, features that are empty, infinite, constant or half numbers and half text)
-    is refused here, before any training, with a line saying what to change.
+    or that would make every score meaningless (the target again among the features, a row
+    number or numeric identifier) is refused here, before any training, with a line saying
+    what to change. Rows without a target value are dropped; that, and what was inferred, is
+    printed and kept in the Dataset's `notes`.
     """
     if not path:
         raise PipelineError("data=csv needs a file: add data.path=<file.csv> data.target=<column>")
@@ -143,20 +164,35 @@ def table(
             f"data.target={target!r} has no values in {file.name} (all {len(frame)} rows blank); "
             "fill it in or pick another column with data.target=<column>"
         )
+    notes: list[str] = []
+    if len(labelled) < len(frame):
+        _note(notes, f"dropped {len(frame) - len(labelled)} row(s) with no value in target "
+                     f"{target!r}", warn=True)
     forced = list(categorical or [])
     _check_features(labelled[used], forced, file)
     X = labelled[used].reset_index(drop=True)
     y = None if unlabelled else labelled[target].reset_index(drop=True)
     if not unlabelled:
-        task = _checked_task(_infer_task(y) if task == "auto" else task, y)
+        y = _integer_labels(y, task)
+        inferred = task == "auto"
+        task = _checked_task(_infer_task(y) if inferred else task, y)
+        if inferred:
+            _note(notes, _inferred(task, y))
+        _check_no_target_copy(X, y, task, file)
+    _check_no_identifiers(X, file, chosen=features is not None, notes=notes)
     kinds = [c for c in X.columns if c in forced or not pd.api.types.is_numeric_dtype(X[c])
              or pd.api.types.is_bool_dtype(X[c])]
+    if kinds:
+        _note(notes, f"categorical (one-hot encoded): {', '.join(map(str, kinds[:10]))}"
+                     + (f", … ({len(kinds)} in all)" if len(kinds) > 10 else ""))
     X = as_categories(X, kinds)
     if task == "classification":
         y = y.astype(str) if not pd.api.types.is_numeric_dtype(y) else y
+    for line in notes:  # printed once, at the start of the job, when nothing was refused
+        log.log(logging.WARNING if line.startswith("warning:") else logging.INFO, line)
     return Dataset(
         X=X, y=y, task=task, name=name or file.stem, categorical=tuple(kinds),
-        groups=labelled[groups].reset_index(drop=True) if groups else None,
+        groups=labelled[groups].reset_index(drop=True) if groups else None, notes=tuple(notes),
     )
 
 
@@ -239,12 +275,9 @@ def _check_features(X: pd.DataFrame, categorical: list[str], file: Path) -> None
         )
     empty = [c for c in X.columns if X[c].isna().all()]
     if empty:
-        rest = [str(c) for c in X.columns if c not in empty]
-        keep = f"data.features=[{','.join(rest)}]" if len(rest) <= 20 else (
-            "list the other columns in data.features")
         raise PipelineError(
             f"column(s) {', '.join(map(repr, empty))} of {file.name} hold no values at all; "
-            f"fill them in or leave them out: {keep}"
+            f"fill them in or leave them out: {_features_without(X, empty)}"
         )
     for column in X.columns:
         values = X[column]
@@ -281,6 +314,161 @@ def _check_not_mixed(values: pd.Series, column: str, file: Path) -> None:
             f"{text.index[0] + 1}); fix or blank those cells, or add it to data.categorical "
             "to treat every value as a category"
         )
+
+
+def _features_without(X: pd.DataFrame, dropped: list[str]) -> str:
+    """The `data.features` setting that leaves out `dropped` (spelled out for up to 20 columns)."""
+    rest = [str(c) for c in X.columns if c not in dropped]
+    return f"data.features=[{','.join(rest)}]" if len(rest) <= 20 else (
+        "list the other columns in data.features")
+
+
+def _note(notes: list[str], message: str, warn: bool = False) -> None:
+    """Keep what the loader decided, or warns about, to print and for the job's parent run."""
+    notes.append(f"warning: {message}" if warn else f"data: {message}")
+
+
+def _integer_labels(y: pd.Series, task: str) -> pd.Series:
+    """Class labels coded as integers, with blank cells, read as floats (1.0, NaN, 4.0): once the
+    blank rows are gone, integral values that are few (or declared labels) are integers again,
+    so that they are classified, not regressed, and shown as 1, not 1.0."""
+    if task not in ("auto", "classification") or not pd.api.types.is_float_dtype(y):
+        return y
+    values = y.to_numpy(dtype=float)
+    exact = np.isfinite(values) & (np.abs(values) < 2**53)  # beyond, a float is no count
+    if not (exact.all() and (values == np.trunc(values)).all()):
+        return y
+    if task == "auto" and y.nunique() > MAX_INTEGER_CLASSES:
+        return y
+    return y.astype("int64")
+
+
+def _inferred(task: str, y: pd.Series) -> str:
+    held = "numbers" if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(
+        y) else "labels"
+    other = "regression" if task == "classification" else "classification"
+    advice = f"; data.task={other} to change it" if held == "numbers" else ""
+    return (f"task {task}, inferred from target {y.name!r} ({held}, {y.nunique()} distinct)"
+            f"{advice}")
+
+
+def _check_no_target_copy(X: pd.DataFrame, y: pd.Series, task: str, file: Path) -> None:
+    """Refuse a feature that is the target again: an exact copy, or a one-to-one recoding of
+    it ('yes'/'no' as 1/0, a label-encoded copy). Every score would measure the copy.
+
+    Recodings are looked for where the target holds labels (classification, or few distinct
+    values): a continuous target with a distinct value in every row is one-to-one with any
+    feature of distinct values, which says nothing. There only an equal column is a copy.
+    Near-copies (a few cells differ) are features, however telling.
+    """
+    # Many distinct values in the head: a continuous target, not worth hashing row by row.
+    recodings = task == "classification" or (
+        y.iloc[:_HEAD].nunique() <= MAX_INTEGER_CLASSES and y.nunique() <= MAX_INTEGER_CLASSES)
+    codes, labels = pd.factorize(y) if recodings else (None, ())
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    for column in X.columns:
+        feature = X[column]
+        if recodings:
+            if not _one_to_one(feature, codes, len(labels)):
+                continue
+        elif not (numeric and pd.api.types.is_numeric_dtype(feature) and _equal(feature, y)):
+            continue
+        copy = np.array_equal(feature.to_numpy(dtype=object), y.to_numpy(dtype=object))
+        if copy:
+            what = "a copy of"
+        else:
+            pairs = pd.DataFrame({"f": feature, "y": y}).drop_duplicates().head(2)
+            shown = ", ".join(f"{t!r} as {f!r}" for f, t in zip(pairs["f"], pairs["y"],
+                                                                 strict=True))
+            what = f"a one-to-one recoding ({shown}{', …' * (len(labels) > 2)}) of"
+        raise PipelineError(
+            f"feature {column!r} of {file.name} is {what} target {y.name!r}: every score would "
+            f"measure the copy, not the model; leave it out: {_features_without(X, [column])}"
+        )
+
+
+def _one_to_one(feature: pd.Series, target_codes: np.ndarray, n_labels: int) -> bool:
+    """Whether each value of `feature` goes with one target value and each target value with
+    one feature value (first on the head of the column, where most columns fail)."""
+    n = len(feature)
+    for rows in ((slice(0, _HEAD),) if n <= _HEAD else (slice(0, _HEAD), slice(None))):
+        own, values = pd.factorize(feature.iloc[rows])
+        target = target_codes[rows]
+        if (own < 0).any():  # a blank cell where the target has a value
+            return False
+        n_target = len(np.unique(target))
+        if len(values) != n_target:
+            return False
+        pairs = own.astype(np.int64) * n_labels + target
+        if len(np.unique(pairs)) != n_target:
+            return False
+    return True
+
+
+def _equal(feature: pd.Series, y: pd.Series) -> bool:
+    head = slice(0, _HEAD)
+    return (np.array_equal(feature.iloc[head].to_numpy(dtype=float),
+                           y.iloc[head].to_numpy(dtype=float))
+            and np.array_equal(feature.to_numpy(dtype=float), y.to_numpy(dtype=float)))
+
+
+def _check_no_identifiers(X: pd.DataFrame, file: Path, chosen: bool, notes: list[str]) -> None:
+    """Refuse a numeric row number or identifier among the features: a model can score through
+    the order or the identity of the rows (how the file was sorted or assembled), which new
+    data does not share. Listed in `data.features` (`chosen`), it is kept with a warning.
+    Text identifiers are the preprocessing's to refuse (too many categories)."""
+    if len(X) < MIN_ROWS_FOR_IDENTIFIERS:
+        return
+    for column in X.columns:
+        kind = _identifier_kind(X[column])
+        if kind is None:
+            continue
+        what = f"column {column!r} of {file.name} looks like {kind}"
+        if chosen:
+            _note(notes, f"{what}; kept because data.features lists it", warn=True)
+            continue
+        unnamed = " (pandas' to_csv writes its index as such a column unless index=False)" if str(
+            column).startswith("Unnamed:") else ""
+        raise PipelineError(
+            f"{what}: a model could score through the rows' order or identity{unnamed}; leave it "
+            f"out: {_features_without(X, [column])}, or list it in data.features to keep it"
+        )
+
+
+def _identifier_kind(values: pd.Series) -> str | None:
+    """What a column of distinct integers, one per row, looks like: a row number (consecutive
+    integers, in any order), a counter in file order (strictly monotonic) or an identifier (by
+    its name); None for any other column."""
+    if pd.api.types.is_float_dtype(values):
+        v = values.to_numpy(dtype=float)
+    elif pd.api.types.is_integer_dtype(values) and not values.hasnans:
+        v = values.to_numpy(dtype=np.int64)
+    else:
+        return None
+    head = v[:_HEAD]  # where most columns fail, at little cost
+    if not _integral(head) or len(np.unique(head)) < len(head):
+        return None
+    if v.dtype.kind == "f" and not _integral(v):  # blanks (NaN) fail here too
+        return None
+    low, high = v.min(), v.max()
+    if int(high) - int(low) == len(v) - 1 and (
+            np.bincount((v - low).astype(np.int64), minlength=len(v)) == 1).all():
+        return f"a row number (the integers {int(low)} to {int(high)}, each once)"
+    if _strictly_monotonic(v[:_HEAD]) and _strictly_monotonic(v):
+        return "a row number, counter or timestamp (integers rising or falling row by row)"
+    words = _WORDS.findall(str(values.name))
+    if {w.lower() for w in words} & _IDENTIFIER_WORDS and values.nunique() == len(v):
+        return "an identifier (a distinct integer in every row)"
+    return None
+
+
+def _integral(v: np.ndarray) -> bool:
+    return bool(np.isfinite(v).all() and (v == np.trunc(v)).all())
+
+
+def _strictly_monotonic(v: np.ndarray) -> bool:
+    # Comparisons, not differences: a difference of large integers can overflow.
+    return bool((v[1:] > v[:-1]).all() or (v[1:] < v[:-1]).all())
 
 
 def _infer_task(y: pd.Series) -> str:

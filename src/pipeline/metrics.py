@@ -34,6 +34,32 @@ def check_names(task: str, names: list[str]) -> None:
         )
 
 
+# Why a score can come out undefined (NaN) in a fold, for the warning that says so.
+_UNDEFINED_WHEN = {
+    "roc_auc": "it needs every class in the part, every class in the training part, and class "
+               "scores from the model",
+    "r2": "it needs two or more rows in the part",
+    "silhouette": "it needs two or more clusters, fewer than the rows",
+}
+
+
+def undefined(folds: pd.DataFrame) -> list[str]:
+    """A warning for each held-out score that is NaN in some folds (its mean and std then
+    cover the others) or in all (it has no value): never a silent `nan`."""
+    lines = []
+    for column in folds.columns:
+        missing = folds[column].isna()
+        if not column.startswith(("test_", "val_")) or not missing.any():
+            continue
+        name = column.split("_", 1)[1]
+        why = f": {_UNDEFINED_WHEN[name]}" if name in _UNDEFINED_WHEN else ""
+        where = ("in every fold, so it has no value" if missing.all() else
+                 f"in {missing.sum()} of {len(folds)} folds; its mean and std cover the other "
+                 f"{(~missing).sum()}")
+        lines.append(f"warning: {column} is undefined (NaN) {where}{why}")
+    return lines
+
+
 class Predictions:
     """An estimator's outputs on one part of a fold, computed once for every metric."""
 

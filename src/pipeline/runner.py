@@ -79,6 +79,8 @@ def run(cfg: DictConfig) -> Result:
                      tags=tags) as parent:
         log.info("%s on %s (%s), cv=%s: %d fold(s); MLflow run %s",
                  cfg.model.name, dataset.name, dataset.task, cfg.cv.name, len(folds), parent)
+        if decisions := (*dataset.notes, *folds.notes):  # as printed before the run
+            tracker.log_text(parent, "\n".join(decisions) + "\n", "decisions.txt")
         reference = _reference_clusters(estimator, dataset)
         with report.progress(len(folds), estimator) as step:
             rows = [step(_fold(i, fold, estimator, dataset, names, cfg, tracker, parent,
@@ -87,6 +89,8 @@ def run(cfg: DictConfig) -> Result:
         table = pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
                                                   name="fold"))
         summary = summarize(table)
+        for warning in metrics.undefined(table):
+            log.warning(warning)
         tracker.log_metrics(parent, {f"{column}_{stat}": summary.loc[stat, column]
                                      for column in summary.columns for stat in summary.index})
         tracker.log_table(parent, table, "folds.csv")
