@@ -181,7 +181,7 @@ def _trainer_message(trainer: type, kwargs: dict[str, Any], user: dict[str, Any]
     """Lightning's reason, led by the setting it refused: the first `trainer.*` setting that
     fails on its own, else all of them (a combination)."""
     reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
-    chosen = {key: value for key, value in user.items() if key in kwargs}
+    chosen = {key: kwargs[key] for key in user if key in kwargs}  # as the fit would pass them
     lean = {key: value for key, value in kwargs.items() if key not in chosen}
     from pipeline.models import _lightning
 
