@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sklearn.base import clone, is_clusterer
 from sklearn.pipeline import Pipeline
 
-from pipeline import cv, data, metrics, models, plots, preprocessing, report, tracking
+from pipeline import checks, cv, data, metrics, models, plots, preprocessing, report, tracking
 from pipeline.config import instantiate_node
 from pipeline.errors import PipelineError
 
@@ -48,6 +48,7 @@ def run(cfg: DictConfig) -> Result:
     """
     if tracking.global_rank() != 0:
         log.setLevel(logging.WARNING)  # under torchrun, rank 0 speaks for the job
+    checks.seed(cfg)
     dataset = data.load(cfg.data)
     _set_task(cfg, dataset.task)
     model = models.build(cfg.model, dataset)
@@ -65,6 +66,7 @@ def run(cfg: DictConfig) -> Result:
     ])
     folds = cv.split(cfg.cv, dataset)
     _check_device(estimator[-1])
+    checks.against_folds(cfg, estimator, dataset, folds)
     figures = plots.Figures.for_job(cfg, dataset, len(folds))
     refit = _refit_wanted(cfg.get("refit", "auto"), dataset)
     if tracking.global_rank() == 0:

@@ -98,11 +98,15 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
     import pandas as pd
 
     from pipeline.metrics import lower_is_better
-    from pipeline.tracking import default_uri
+    from pipeline.tracking import default_uri, quoted
 
+    try:
+        literal = quoted(sweep)
+    except PipelineError:
+        return None  # no job of such a sweep ran: each refused the name before any run
     mlflow.set_tracking_uri(uri or default_uri())
     found = [mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                                filter_string=f"tags.{tag} = '{sweep}' and "
+                                filter_string=f"tags.{tag} = {literal} and "
                                               "attributes.status = 'FINISHED'")
              for tag in ("sweep", "resumed_in")]
     runs = pd.concat([frame for frame in found if not frame.empty] or [found[0]],

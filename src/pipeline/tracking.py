@@ -98,6 +98,21 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def quoted(value: str) -> str:
+    """`value` as a string literal of an MLflow search filter (`tags.sweep = {quoted(dir)}`).
+
+    MLflow's parser knows no escapes: it takes the tokens of a SQL lexer and trims the outer
+    quotes (`SearchUtils._strip_quotes`), so `'it''s'` would match the text `it''s`. A value is
+    written between the quotes it does not contain; one holding both kinds, or ending in a
+    backslash (the lexer reads it as an escaped closing quote), cannot be written at all."""
+    for quote in ("'", '"'):
+        if quote not in value and not value.endswith("\\"):
+            return f"{quote}{value}{quote}"
+    raise PipelineError(
+        f"{value!r} cannot be searched for in MLflow (its filters know no escapes for a text "
+        "holding both ' and \", or ending in a backslash); rename it without one of them")
+
+
 def finished_run(tracker: Tracker, digest: str) -> Any | None:
     """The latest parent run of the tracker's experiment that FINISHED with config hash
     `digest` (an `mlflow.entities.Run`), or None. Under torchrun every rank runs the job (they
@@ -106,7 +121,7 @@ def finished_run(tracker: Tracker, digest: str) -> Any | None:
         return None
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=f"tags.config_hash = '{digest}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.config_hash = {quoted(digest)} and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=1,
     )
     return runs[0] if runs else None
