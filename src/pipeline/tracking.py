@@ -161,6 +161,7 @@ class _Recorded:
     def __init__(self, client: Any, uri: str):
         self._client, self._uri = client, uri
         self._lost: TrackingFailure | None = None
+        self.artifacts = ""  # where the experiment's artifacts go, for the message
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -181,7 +182,7 @@ class _Recorded:
         try:
             yield
         except Exception as error:
-            failure = _failure(error, self._uri)
+            failure = _failure(error, self._uri, self.artifacts)
             if failure is None:
                 raise
             if failure.server_lost:
@@ -189,7 +190,7 @@ class _Recorded:
             raise failure from error
 
 
-def _failure(error: BaseException, uri: str) -> TrackingFailure | None:
+def _failure(error: BaseException, uri: str, artifacts: str = "") -> TrackingFailure | None:
     """`error` as the infrastructure failure it is (disk full, server gone, store failing),
     or None for anything else (a bug or a user's mistake, reported as it is)."""
     import requests
@@ -200,9 +201,12 @@ def _failure(error: BaseException, uri: str) -> TrackingFailure | None:
         chain.append(cause)
     store = redact(uri)
     for link in chain:
-        if (isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT)
-                or "database or disk is full" in str(link)):
-            where = getattr(link, "filename", None) or uri.removeprefix("sqlite:///")
+        in_store = "database or disk is full" in str(link)
+        if in_store or isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            # shutil names the copy's target second; a bare write names no file at all.
+            where = (uri.removeprefix("sqlite:///") if in_store else
+                     getattr(link, "filename2", None) or link.filename
+                     or f"the run's artifacts under {artifacts.removeprefix('file://')}")
             return TrackingFailure(
                 f"no space left on device writing {where}",
                 "free space there or set tracking.uri=sqlite:///<a disk with room>/mlflow.db "
@@ -337,6 +341,8 @@ class Tracker:
                 check_store(uri)
                 self.client = _Recorded(MlflowClient(tracking_uri=uri), uri)
                 self.experiment_id = self._experiment(experiment)
+                self.client.artifacts = self.client.get_experiment(
+                    self.experiment_id).artifact_location
         except PipelineError:
             raise
         except OSError as error:
