@@ -219,8 +219,9 @@ def _failure(error: BaseException, uri: str, artifacts: str = "") -> TrackingFai
                 "check that it runs (docker compose ps), then run the job again",
                 server_lost=True)
     for link in chain:
-        if isinstance(link, OSError) and link.filename:
-            return TrackingFailure(f"cannot write {link.filename} ({link.strerror})",
+        if isinstance(link, OSError) and link.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            where = getattr(link, "filename2", None) or link.filename or "the store"
+            return TrackingFailure(f"cannot write {where} ({link.strerror})",
                                    "fix the directory's permissions or set tracking.uri "
                                    "to a writable store, then run the job again")
         if isinstance(link, OperationalError):
