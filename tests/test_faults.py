@@ -206,21 +206,25 @@ def test_compare_on_a_missing_store_says_so_and_creates_nothing(workdir, capsys)
 READER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
+    import mlflow
     import mlflow.store.tracking.sqlalchemy_store  # loaded before, as in an open notebook
     from pipeline import compare
     store = Path(sys.argv[1])
     while not store.exists():  # open it the moment the job starts creating it
         time.sleep(0.001)
-    sys.exit(compare.main(["--uri", f"sqlite:///{store}"]))
+    if sys.argv[2] == "compare":
+        sys.exit(compare.main(["--uri", f"sqlite:///{store}"]))
+    mlflow.set_tracking_uri(f"sqlite:///{store}")  # as MLflow's UI or a notebook would
+    print(len(mlflow.search_runs(search_all_experiments=True)))
 """)
 
 
 @pytest.mark.slow
-def test_compare_while_a_job_creates_the_store_breaks_neither(cli, workdir):
+def test_readers_while_a_job_creates_the_store_break_nothing(cli, workdir):
     store = workdir / "outputs" / "mlflow.db"
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(store)], cwd=workdir,
+    readers = [subprocess.Popen([sys.executable, "-c", READER, str(store), kind], cwd=workdir,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(3)]
+               for kind in ("compare", "compare", "mlflow")]
     done = cli(*QUICK)
     assert done.returncode == 0, done.stderr
     assert "locked" not in done.stdout + done.stderr

@@ -303,6 +303,34 @@ def _check_file_store(uri: str, reading: bool) -> None:
             "new or empty directory, or to sqlite:///outputs/mlflow.db")
 
 
+def _create_whole(uri: str) -> None:
+    """A new SQLite store is built in a file beside it and appears complete, in one step: a
+    reader that opens it meanwhile (compare, MLflow's UI, `mlflow.search_runs`) finds no store
+    or a whole one, never a half-migrated one that it would try to finish under the job."""
+    import sqlite3
+
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if path is None or path.exists():
+        return
+    building = path.with_name(f"{path.name}.creating-{os.getpid()}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+    try:
+        _initialize_tables(engine)
+        engine.dispose()
+        with sqlite3.connect(building) as db:  # one self-contained file: no log beside it
+            db.execute("PRAGMA journal_mode = DELETE")
+        os.link(building, path)  # never over a store that appeared meanwhile
+    except OSError:
+        pass  # a store appeared meanwhile, or no hard links here: MLflow creates it in place
+    finally:
+        engine.dispose()
+        for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 def reader(uri: str) -> Any:
     """An MlflowClient on an existing store that never creates or migrates it: a reader
     (compare, report) waits while a job creates the store, instead of racing its schema
@@ -340,6 +368,7 @@ class Tracker:
         try:
             with _sqlite_guard(uri):
                 check_store(uri)
+                _create_whole(uri)
                 self.client = _Recorded(MlflowClient(tracking_uri=uri), uri)
                 self.experiment_id = self._experiment(experiment)
                 self.client.artifacts = self.client.get_experiment(
