@@ -20,9 +20,9 @@ UNINTERESTING = ("_target_", "name", "random_state", "trainer.")
 def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = None,
                 metric: str | None = None) -> tuple[str, pd.DataFrame]:
     """(experiment name, table) of finished parent runs sorted by the objective's mean."""
-    from mlflow import MlflowClient
+    from pipeline.tracking import reader
 
-    client = MlflowClient(tracking_uri=uri)
+    client = reader(uri)
     found = client.search_experiments(order_by=["last_update_time DESC"])
     if experiment is None:
         if not found:

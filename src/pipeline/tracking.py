@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import logging
@@ -141,11 +143,236 @@ def connect(uri: str, experiment: str) -> Tracker:
     return Tracker(uri, experiment) if global_rank() == 0 else SilentTracker(uri, experiment)
 
 
+class TrackingFailure(PipelineError):
+    """The disk, the store or the tracking server failed during a job. The one line says
+    what failed and what to do, which finished folds are kept, which runs were marked FAILED
+    and which could not be ended (left RUNNING for `python -m pipeline.doctor`)."""
+
+    def __init__(self, cause: str, advice: str, *, disk_full: bool = False,
+                 server_lost: bool = False):
+        super().__init__(cause)
+        self.cause, self.advice = cause, advice
+        self.disk_full, self.server_lost = disk_full, server_lost
+        self.kept = ""
+        self.failed: list[str] = []
+        self.unended: list[str] = []
+
+    def __str__(self) -> str:
+        parts = [self.cause, self.advice] + ([self.kept] if self.kept else [])
+        if self.failed:
+            parts.append(f"marked FAILED: {', '.join(self.failed)}")
+        if self.unended:
+            until = "the server is back" if self.server_lost else "the store is writable again"
+            parts.append(f"could not be ended, left RUNNING: {', '.join(self.unended)} "
+                         f"(`python -m pipeline.doctor` marks them once {until})")
+        return "; ".join(parts)
+
+
+class _Recorded:
+    """An MlflowClient whose calls raise a TrackingFailure when the disk, the store or the
+    server fails; once the server is lost, later calls fail at once instead of each waiting
+    out MLflow's retries."""
+
+    def __init__(self, client: Any, uri: str):
+        self._client, self._uri = client, uri
+        self._lost: TrackingFailure | None = None
+        self.artifacts = ""  # where the experiment's artifacts go, for the message
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            with self.failures():
+                return attribute(*args, **kwargs)
+
+        return recorded
+
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        if self._lost is not None:
+            raise TrackingFailure(self._lost.cause, self._lost.advice, server_lost=True)
+        try:
+            yield
+        except Exception as error:
+            failure = _failure(error, self._uri, self.artifacts)
+            if failure is None:
+                raise
+            if failure.server_lost:
+                self._lost = failure
+            raise failure from error
+
+
+def _failure(error: BaseException, uri: str, artifacts: str = "") -> TrackingFailure | None:
+    """`error` as the infrastructure failure it is (disk full, server gone, store failing),
+    or None for anything else (a bug or a user's mistake, reported as it is)."""
+    import requests
+    from sqlalchemy.exc import OperationalError
+
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
+        chain.append(cause)
+    store = redact(uri)
+    for link in chain:
+        in_store = "database or disk is full" in str(link)
+        if in_store or isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            # shutil names the copy's target second; a bare write names no file at all.
+            where = (uri.removeprefix("sqlite:///") if in_store else
+                     getattr(link, "filename2", None) or link.filename
+                     or f"the run's artifacts under {artifacts.removeprefix('file://')}")
+            return TrackingFailure(
+                f"no space left on device writing {where}",
+                "free space there or set tracking.uri=sqlite:///<a disk with room>/mlflow.db "
+                "and run the job again", disk_full=True)
+    for link in chain:
+        if isinstance(link, requests.ConnectionError | requests.Timeout):
+            return TrackingFailure(
+                f"tracking server {store} stopped answering during the job "
+                f"({type(link).__name__})",
+                "check that it runs (docker compose ps), then run the job again",
+                server_lost=True)
+    for link in chain:
+        if isinstance(link, OSError) and link.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            where = getattr(link, "filename2", None) or link.filename or "the store"
+            return TrackingFailure(f"cannot write {where} ({link.strerror})",
+                                   "fix the directory's permissions or set tracking.uri "
+                                   "to a writable store, then run the job again")
+        if isinstance(link, OperationalError):
+            reason = " ".join(str(link.orig).split())[:200]
+            return TrackingFailure(f"the MLflow store {store} failed during the job ({reason})",
+                                   "check its disk and file, then run the job again")
+    return None
+
+
+def check_store(uri: str, *, reading: bool = False) -> None:
+    """Refuse, before MLflow opens it, a store that MLflow would damage or misread: another
+    application's SQLite database (MLflow would add its tables to it), a file that is not a
+    database, a store written by a newer MLflow, a directory that is not an `mlruns` store.
+    `reading`: a store that does not exist yet is an error too (a reader never creates one)."""
+    if uri.startswith("sqlite:///"):
+        _check_sqlite_store(uri, reading)
+    elif "://" not in uri or uri.startswith("file:"):
+        _check_file_store(uri, reading)
+
+
+def _check_sqlite_store(uri: str, reading: bool) -> None:
+    import sqlite3
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    shown = redact(uri)
+    if path.is_file() and path.stat().st_size > 0:
+        try:
+            # Read-only: looking must not change another application's file.
+            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+                tables = {row[0] for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                revision = (db.execute("SELECT version_num FROM alembic_version").fetchone()
+                            if "alembic_version" in tables else None)
+        except sqlite3.DatabaseError as error:
+            raise PipelineError(
+                f"tracking.uri={shown} is not an MLflow store: {path} is not an SQLite database "
+                f"({error}) and is left untouched; point tracking.uri to a new file, e.g. "
+                "sqlite:///outputs/mlflow.db") from error
+        # None of MLflow's tables (some of them: a store that MLflow is creating right now).
+        if tables and not tables & {"alembic_version", "experiments", "runs"}:
+            listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise PipelineError(
+                f"tracking.uri={shown} is not an MLflow store: {path} is another application's "
+                f"SQLite database (tables: {listed}) and is left untouched; point "
+                "tracking.uri to a new file, e.g. sqlite:///outputs/mlflow.db")
+        if revision is not None:
+            _check_schema(shown, revision[0])
+            return
+    if reading:
+        raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
+
+
+def _check_schema(shown: str, revision: str) -> None:
+    """A store at a schema revision this MLflow does not know was written by a newer one:
+    MLflow would refuse it with advice to 'upgrade' the store, which cannot work."""
+    from importlib.metadata import version
+
+    import mlflow.store
+    from alembic.script import ScriptDirectory
+
+    migrations = ScriptDirectory(str(Path(mlflow.store.__file__).parent / "db_migrations"))
+    if revision not in {script.revision for script in migrations.walk_revisions()}:
+        raise PipelineError(
+            f"tracking.uri={shown} was written by a newer MLflow (schema revision {revision}, "
+            f"unknown to the installed MLflow {version('mlflow')}) and is left untouched; "
+            "upgrade mlflow (pip install -U mlflow) or use another store")
+
+
+def _check_file_store(uri: str, reading: bool) -> None:
+    path = Path(uri.removeprefix("file://")) if uri.startswith("file:") else Path(uri)
+    if not path.is_dir() or not any(path.iterdir()):
+        if reading:
+            raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
+        return
+    if not ((path / ".trash").is_dir() or any(path.glob("*/meta.yaml"))):
+        raise PipelineError(
+            f"tracking.uri={redact(uri)} is not an MLflow store: {path} is a directory of "
+            "other files (no mlruns layout) and is left untouched; point tracking.uri to a "
+            "new or empty directory, or to sqlite:///outputs/mlflow.db")
+
+
+def _create_whole(uri: str) -> None:
+    """A new SQLite store is built in a file beside it and appears complete, in one step: a
+    reader that opens it meanwhile (compare, MLflow's UI, `mlflow.search_runs`) finds no store
+    or a whole one, never a half-migrated one that it would try to finish under the job."""
+    import sqlite3
+
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if path is None or path.exists():
+        return
+    building = path.with_name(f"{path.name}.creating-{os.getpid()}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+    try:
+        _initialize_tables(engine)
+        engine.dispose()
+        with sqlite3.connect(building) as db:  # one self-contained file: no log beside it
+            db.execute("PRAGMA journal_mode = DELETE")
+        os.link(building, path)  # never over a store that appeared meanwhile
+    except OSError:
+        pass  # a store appeared meanwhile, or no hard links here: MLflow creates it in place
+    finally:
+        engine.dispose()
+        for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def reader(uri: str) -> Any:
+    """An MlflowClient on an existing store that never creates or migrates it: a reader
+    (compare, report) waits while a job creates the store, instead of racing its schema
+    migrations and breaking that job."""
+    from mlflow import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        check_store(uri, reading=True)
+        return MlflowClient(tracking_uri=uri)
+    if not Path(uri.removeprefix("sqlite:///")).is_file():
+        check_store(uri, reading=True)  # says there is no store, without making a lock file
+    try:
+        with _sqlite_guard(uri):
+            check_store(uri, reading=True)
+            return MlflowClient(tracking_uri=uri)
+    except PermissionError:
+        # A read-only directory: no lock file can be made there, nor can a job write there.
+        return MlflowClient(tracking_uri=uri)
+
+
 class Tracker:
     """The MLflow side of one job: an experiment, runs that always end, batched logging."""
 
     def __init__(self, uri: str, experiment: str):
         self.uri, self.experiment = uri, experiment
+        # Per parent run, the folds that ended FINISHED: a failure says they are kept.
+        self._finished: dict[str, list[str]] = {}
         _quiet_mlflow()
         if uri.startswith(("http://", "https://")):
             _check_reachable(uri)
@@ -155,9 +382,17 @@ class Tracker:
 
         try:
             with _sqlite_guard(uri):
-                self.client = MlflowClient(tracking_uri=uri)
+                check_store(uri)
+                _create_whole(uri)
+                self.client = _Recorded(MlflowClient(tracking_uri=uri), uri)
                 self.experiment_id = self._experiment(experiment)
+                self.client.artifacts = self.client.get_experiment(
+                    self.experiment_id).artifact_location
+        except PipelineError:
+            raise
         except OSError as error:
+            if (failure := _failure(error, uri)) is not None and failure.disk_full:
+                raise failure from error
             store = Path(uri.removeprefix("sqlite:///"))
             reason = unwritable(store.parent) or f"{error.strerror}: {error.filename}"
             raise PipelineError(
@@ -165,6 +400,8 @@ class Tracker:
                 "from a writable directory or set tracking.uri=sqlite:///<writable dir>/mlflow.db"
             ) from error
         except (MlflowException, SQLAlchemyError) as error:
+            if (failure := _failure(error, uri)) is not None and failure.disk_full:
+                raise failure from error
             message = scrub(" ".join(str(error).split()))[:300]
             raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
 
@@ -225,11 +462,38 @@ class Tracker:
             ) from None
         except BaseException as error:
             message = scrub(" ".join(str(error).split()))[:5000] or repr(error)
-            self.client.set_tag(run_id, "error", message)
-            self.client.set_terminated(run_id, "FAILED")
+            failure = error if isinstance(error, TrackingFailure) else None
+            try:
+                self.client.set_tag(run_id, "error", message)
+                self.client.set_terminated(run_id, "FAILED")
+                if failure is not None:
+                    failure.failed.append(f"{name} ({run_id})")
+            except TrackingFailure as ending:
+                # The store or server that failed the job cannot end its runs either: the
+                # one line says so, instead of a second traceback.
+                failure = failure or ending
+                failure.unended.append(f"{name} ({run_id})")
+            if failure is not None and parent is None:
+                failure.kept = self._kept(run_id)
+            if failure is not None and failure is not error:
+                raise failure from error
             raise
         else:
-            self.client.set_terminated(run_id, "FINISHED")
+            try:
+                self.client.set_terminated(run_id, "FINISHED")
+            except TrackingFailure as failure:
+                failure.unended.append(f"{name} ({run_id})")
+                raise
+            if parent:
+                self._finished.setdefault(parent, []).append(name)
+
+    def _kept(self, parent: str) -> str:
+        folds = self._finished.get(parent, [])
+        if not folds:
+            return "no fold had finished"
+        where = f"experiment {self.experiment!r} of {redact(self.uri)}"
+        verb = "is" if len(folds) == 1 else "are"
+        return f"{', '.join(folds)} finished and {verb} kept in {where}"
 
     def log_metrics(
         self, run_id: str, metrics: Mapping[str, float],
@@ -292,7 +556,8 @@ class Tracker:
         try:
             # The fluent API logs to the active run: the parent, reopened here. Leaving the
             # block ends it FINISHED; `run` then sets its final status as for any run.
-            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            with self.client.failures(), mlflow.start_run(run_id=run_id), \
+                    warnings.catch_warnings():
                 # MLflow's own deprecation warnings (pandas') are not the user's to act on.
                 warnings.filterwarnings("ignore", module=r"mlflow\.")
                 mlflow.sklearn.log_model(
@@ -384,7 +649,10 @@ def _check_reachable(uri: str, timeout: float = 5.0) -> None:
             "(docker compose up -d) or drop tracking=server / tracking.uri to use the local store"
         ) from error
     # A server that dies during the job should not stall it for minutes either.
+    # Two retries one and two seconds apart ride out a restart; a dead server is known in
+    # about three seconds, and the tracker then stops asking (see _Recorded).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
@@ -397,6 +665,14 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow logs a store's failure with its traceback, then raises it: the job reports it.
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    if _reraised not in store_log.filters:
+        store_log.addFilter(_reraised)
+
+
+def _reraised(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 class SilentTracker(Tracker):
