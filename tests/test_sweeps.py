@@ -106,6 +106,7 @@ def test_compare_regressors_preset_is_one_command(cli, workdir):
 FAST = ("data=iris", "model=knn", "plots=false", "resume=true")
 
 
+@pytest.mark.slow
 def test_sweep_status_in_a_reused_directory_with_an_awkward_name(cli, workdir):
     # A quote broke the MLflow filter that tags the best job, and Hydra turned that error
     # into a warning, failures unreported: exit 0. Reused, the directory's earlier outcomes
@@ -119,6 +120,7 @@ def test_sweep_status_in_a_reused_directory_with_an_awkward_name(cli, workdir):
     assert "failed" not in again.stderr
 
 
+@pytest.mark.slow
 def test_sweep_status_counts_jobs_written_outside_the_sweep_directory(cli, workdir):
     # Job directories outside hydra.sweep.dir held outcomes that nobody read: exit 0. A job
     # run in its own directory (hydra.job.chdir) still records where the sweep reads.
