@@ -95,10 +95,11 @@ def test_predict_command_checks_columns_and_writes_one_row_per_input_row(make_cf
     assert good.returncode == 0, good.stderr
     written = pd.read_csv(workdir / "out.csv")
     assert len(written) == len(frame)
-    assert list(written.columns) == ["prediction", "proba_0", "proba_1", "proba_2"]
-    assert set(written["prediction"]) <= {0, 1, 2}
+    names = datasets.load_iris().target_names  # classes by name
+    assert list(written.columns) == ["prediction", *(f"proba_{name}" for name in names)]
+    assert set(written["prediction"]) <= set(names)
     np.testing.assert_allclose(written.filter(like="proba_").sum(axis=1), 1.0)
-    np.testing.assert_array_equal(written.filter(like="proba_").to_numpy().argmax(axis=1),
+    np.testing.assert_array_equal(names[written.filter(like="proba_").to_numpy().argmax(axis=1)],
                                   written["prediction"])
 
 

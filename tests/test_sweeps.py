@@ -99,3 +99,98 @@ def test_compare_regressors_preset_is_one_command(cli, workdir):
     assert sorted(top["tags.model"]) == sorted(
         ["ols", "linear", "mlp", "decision_tree", "random_forest", "knn", "svm"])
     assert "best of 7 job(s)" in done.stdout
+
+
+# A sweep's exit status is the truth: non-zero whenever a job failed, whatever the sweep
+# directory is called, wherever its jobs write, and whatever an earlier sweep left there.
+FAST = ("data=iris", "model=knn", "plots=false", "resume=true")
+
+
+@pytest.mark.slow
+def test_sweep_status_in_a_reused_directory_with_an_awkward_name(cli, workdir):
+    # A quote broke the MLflow filter that tags the best job, and Hydra turned that error
+    # into a warning, failures unreported: exit 0. Reused, the directory's earlier outcomes
+    # counted as this sweep's.
+    sweep = 'hydra.sweep.dir="sweeps/it\'s [a]*"'
+    failed = cli("-m", sweep, *FAST, "cv.n_splits=2,1000")
+    assert failed.returncode == 1, failed.stderr
+    assert "error: 1 of 2 jobs failed:\n  #1 " in failed.stderr
+    again = cli("-m", sweep, *FAST, "cv.n_splits=2")  # job 0 again, resumed
+    assert again.returncode == 0, again.stderr
+    assert "failed" not in again.stderr
+
+
+@pytest.mark.slow
+def test_sweep_status_counts_jobs_written_outside_the_sweep_directory(cli, workdir):
+    # Job directories outside hydra.sweep.dir held outcomes that nobody read: exit 0. A job
+    # run in its own directory (hydra.job.chdir) still records where the sweep reads.
+    done = cli("-m", "hydra.sweep.dir=sweeps/s", "hydra.sweep.subdir=../jobs/${hydra.job.num}",
+               "hydra.job.chdir=true", f"tracking.uri={store_uri(workdir)}", *FAST,
+               "cv.n_splits=2,1000")
+    assert done.returncode == 1, done.stderr
+    assert "error: 1 of 2 jobs failed:\n  #1 " in done.stderr
+    assert (workdir / "sweeps" / "jobs" / "1").is_dir()
+
+
+def sweep_job(sweep_dir, number: int, *overrides: str):
+    """The config job `number` of a sweep into `sweep_dir` sees, as Hydra's launcher makes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    from pipeline.config import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        config = compose("config", list(overrides), return_hydra_config=True)
+    with read_write(config), open_dict(config):
+        config.hydra.mode = RunMode.MULTIRUN
+        config.hydra.sweep.dir = str(sweep_dir)
+        config.hydra.job.num = number
+        config.hydra.overrides.task = list(overrides)
+    return config
+
+
+def test_a_job_that_records_no_outcome_fails_the_sweep(workdir, monkeypatch, capsys):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from pipeline import sweeps
+
+    monkeypatch.setattr(sweeps, "mark_best", lambda uri, sweep: None)
+    outcomes = workdir / "s" / sweeps.OUTCOMES
+    outcomes.mkdir(parents=True)
+    (outcomes / "1.txt").write_text(sweeps.OK)  # an earlier sweep's job 1 went well
+    (outcomes / "2.txt").write_text("  #2 model=svm: an earlier failure")
+    jobs = [sweep_job(workdir / "s", number, f"cv.n_splits={number + 2}") for number in (0, 1)]
+    summary = sweeps.SweepSummary()
+    summary.on_multirun_start(jobs[0])
+    for job in jobs:
+        summary.on_job_start(job)
+    summary.on_job_end(jobs[0], JobReturn(status=JobStatus.COMPLETED, _return_value=0.9))
+    # Job 1 is killed outright: no on_job_end.
+    with pytest.raises(SystemExit) as ended:
+        summary.on_multirun_end(jobs[0])
+    assert ended.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: 1 of 2 jobs failed:\n  #1 cv.n_splits=3: ended without recording" in err
+    assert "#2" not in err
+
+
+def test_a_failure_that_cannot_be_recorded_stays_a_failure(workdir, monkeypatch, capsys):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from pipeline import sweeps
+    from pipeline.errors import PipelineError
+
+    monkeypatch.setattr(sweeps, "mark_best", lambda uri, sweep: None)
+    (workdir / "s").mkdir()
+    (workdir / "s" / sweeps.OUTCOMES).write_text("")  # a file where the folder goes: no room
+    job = sweep_job(workdir / "s", 0)
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=PipelineError("bad input"))
+    with pytest.raises(OSError):
+        sweeps.SweepSummary().on_job_end(job, failed)
+    # Hydra makes a callback's error a warning; the job stays FAILED, so the sweep stops.
+    assert failed.status == JobStatus.FAILED
+    with pytest.raises(SystemExit) as ended:
+        sweeps.SweepSummary().on_multirun_end(job)
+    assert ended.value.code == 1
+    assert "no job of the sweep recorded an outcome" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import pandas as pd
 
@@ -15,6 +16,8 @@ from pipeline.metrics import lower_is_better
 
 # Model keys that say how a job was run rather than what was fitted.
 UNINTERESTING = ("_target_", "name", "random_state", "trainer.")
+# Runs read per request while looking for the newest job (its folds come first).
+NEWEST_PAGE = 100
 
 
 def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = None,
@@ -27,7 +30,7 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
     if experiment is None:
         if not found:
             raise PipelineError(f"no experiments in {uri}; run a job first")
-        experiment = found[0].name
+        experiment = _newest_job_experiment(client, found, sweep)
     chosen = next((e for e in found if e.name == experiment), None)
     if chosen is None:
         names = ", ".join(e.name for e in found) or "none"
@@ -50,6 +53,29 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
         raise PipelineError(f"no finished jobs in experiment {experiment!r}"
                             + (f" for sweep {sweep}" if sweep else ""))
     return experiment, _table(runs, metric)
+
+
+def _newest_job_experiment(client: Any, experiments: list, sweep: str | None) -> str:
+    """The experiment of the newest finished job (of any sweep for `sweep='latest'`, of that
+    sweep for a sweep directory). An experiment's `last_update_time` does not change when
+    runs are added to it, so it cannot tell which experiment was used last; run start times
+    can."""
+    names = {e.experiment_id: e.name for e in experiments}
+    token = None
+    while True:
+        # Newest first: a job's fold runs start after it, so its parent is a few runs down.
+        page = client.search_runs(list(names), "attributes.status = 'FINISHED'",
+                                  max_results=NEWEST_PAGE, page_token=token,
+                                  order_by=["attributes.start_time DESC"])
+        for run in page:
+            tags = run.data.tags
+            wanted = sweep is None or (sweep == "latest" and "sweep" in tags) or (
+                tags.get("sweep") == sweep)
+            if "mlflow.parentRunId" not in tags and wanted:
+                return names[run.info.experiment_id]
+        token = page.token
+        if not token:
+            return experiments[0].name  # no finished job anywhere: the error will say so
 
 
 def _table(runs: pd.DataFrame, metric: str | None) -> pd.DataFrame:
@@ -136,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Rank the jobs of an experiment by their objective's mean across folds.")
     parser.add_argument("--uri", default=None,
                         help="tracking URI (default: $MLFLOW_TRACKING_URI or outputs/mlflow.db)")
-    parser.add_argument("--experiment", "-e", help="experiment (default: the latest updated)")
+    parser.add_argument("--experiment", "-e",
+                        help="experiment (default: the one with the newest finished job)")
     parser.add_argument("--sweep", help="only this multirun's jobs: its directory, or 'latest'")
     parser.add_argument("--metric", help="rank by this metric (default: the jobs' objective)")
     parser.add_argument("--format", choices=("table", "markdown", "csv"), default="table")

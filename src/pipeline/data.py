@@ -50,10 +50,17 @@ class Dataset:
     # What the loader decided or warned about (task, dropped rows, ...), as printed at load
     # time; the job records them on its parent run.
     notes: tuple[str, ...] = ()
+    # The classes in the data's own order where it has one (a bundled set's target codes),
+    # else empty: sorted. The second class is a binary target's positive one.
+    class_order: tuple = ()
 
     @property
     def classes(self) -> np.ndarray:
-        return np.unique(self.y.to_numpy()) if self.task == "classification" else np.array([])
+        if self.task != "classification":
+            return np.array([])
+        if self.class_order:
+            return np.array(self.class_order)
+        return np.unique(self.y.to_numpy())
 
 
 def load(cfg: DictConfig) -> Dataset:
@@ -73,8 +80,16 @@ def bundled(name: str, task: str | None = None) -> Dataset:
     loader, natural_task = BUNDLED[name]
     frame = getattr(sklearn.datasets, loader)(as_frame=True)
     X, y = frame.data, frame.target.rename("target")
-    task = _checked_task(task or natural_task, y)
-    return Dataset(X=X, y=y, task=task, name=name)
+    task = task or natural_task
+    order = ()
+    if task == "classification" and "target_names" in frame:
+        # Classes by name (iris: setosa, versicolor, virginica; digits' names are its digits),
+        # in the order of their codes: breast_cancer's positive class stays 1, benign, as in
+        # scikit-learn, though 'benign' sorts before 'malignant'.
+        names = np.asarray(frame.target_names)
+        y = pd.Series(names[y.to_numpy()], name="target")
+        order = tuple(names.tolist())
+    return Dataset(X=X, y=y, task=_checked_task(task, y), name=name, class_order=order)
 
 
 def synthetic(

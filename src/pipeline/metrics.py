@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.preprocessing import label_binarize
 
 from pipeline.errors import PipelineError
 
@@ -68,7 +69,8 @@ class Predictions:
         self.y_true = np.asarray(y)
         self.y_pred = estimator.predict(X)
         self.task, self.classes = task, classes
-        # Positive-class scores (binary) or class probabilities (multiclass), where they exist.
+        # Scores that rank rows by class, where the model gives any: the positive class's
+        # (binary) or one column per class in the order of `classes` (multiclass).
         self.scores = None
         if probabilities and task == "classification":
             self.scores = _scores(estimator, X, classes)
@@ -156,17 +158,32 @@ def _roc_auc(y_true, proba, classes, options) -> float:
         return float(skm.roc_auc_score(y_true == classes[1], proba))
     if len(np.unique(y_true)) < len(classes) or proba.shape[1] != len(classes):
         return float("nan")  # a class missing from this part, or from the training part
-    return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes,
+    # One-vs-rest: each class's column ranks its rows against the rest, AUCs averaged. This is
+    # roc_auc_score(multi_class="ovr") for probabilities, and needs no probabilities: it is
+    # as well defined on decision values (SVC), which that call refuses for not summing to 1.
+    return float(skm.roc_auc_score(label_binarize(y_true, classes=classes), proba,
                                    average=options["average"]))
 
 
 def _scores(estimator, X, classes) -> np.ndarray | None:
+    """Per-class scores, columns in the order of `classes` (which may differ from the
+    estimator's sorted `classes_`): probabilities where the model has them, else its decision
+    function (one-vs-rest), else None; None too when it was fitted on other classes."""
+    fitted = list(getattr(estimator, "classes_", []))
+    if len(fitted) != len(classes):
+        return None  # a class missing from the training part: no column to rank it by
+    model = estimator[-1] if hasattr(estimator, "steps") else estimator
     if hasattr(estimator, "predict_proba"):
-        proba = estimator.predict_proba(X)
-        return proba[:, 1] if len(classes) == 2 else proba
-    if len(classes) == 2 and hasattr(estimator, "decision_function"):
-        return estimator.decision_function(X)
-    return None
+        scores = estimator.predict_proba(X)
+    elif hasattr(estimator, "decision_function") and (
+            len(classes) == 2 or getattr(model, "decision_function_shape", "ovr") == "ovr"):
+        scores = estimator.decision_function(X)
+    else:
+        return None
+    if scores.ndim == 1:  # a binary decision function, positive for fitted[1]
+        return scores if fitted[1] == classes[1] else -scores
+    scores = scores[:, [fitted.index(c) for c in classes]]
+    return scores[:, 1] if len(classes) == 2 else scores
 
 
 def _regression(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:

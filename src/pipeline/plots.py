@@ -158,7 +158,7 @@ class Figures:
         if "tree" in want:
             model = final if final is not None else self.first_model
             which = "refit on all rows" if final is not None else "fold 1"
-            figure = tree_figure(model, classes, which) if model is not None else None
+            figure = tree_figure(model, which) if model is not None else None
             if figure is not None:
                 figures["tree"] = figure
         if "scores" in want and len(folds):
@@ -470,7 +470,7 @@ def importance_figure(table: pd.DataFrame, kind: str) -> Figure:
     return figure
 
 
-def tree_figure(estimator: Any, classes: list[str], which: str = "") -> Figure | None:
+def tree_figure(estimator: Any, which: str = "") -> Figure | None:
     """The fitted decision tree, its top TREE_DEPTH levels; None for other models. `which`
     says which fit it is (fold 1, or the refit on all rows)."""
     from sklearn.tree import BaseDecisionTree, plot_tree
@@ -484,7 +484,9 @@ def tree_figure(estimator: Any, classes: list[str], which: str = "") -> Figure |
     ax = figure.add_subplot()
     plot_tree(tree, ax=ax, max_depth=TREE_DEPTH, filled=True, impurity=False, precision=2,
               feature_names=[str(n) for n in estimator[:-1].get_feature_names_out()],
-              class_names=classes or None, fontsize=7)
+              # The tree's own (sorted) class order, not always the data's.
+              class_names=[str(c) for c in getattr(tree, "classes_", [])] or None,
+              fontsize=7)
     note = f"top {TREE_DEPTH} of {depth} levels; " if depth > TREE_DEPTH else ""
     ax.set_title(f"decision tree{', ' + which if which else ''} ({note}{tree.get_n_leaves()} "
                  "leaves; thresholds on preprocessed features)", fontsize=9)

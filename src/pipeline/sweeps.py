@@ -16,51 +16,115 @@ from omegaconf import DictConfig
 
 from pipeline.errors import PipelineError
 
-# Each job of a sweep leaves its outcome in its output directory: launchers that run jobs in
-# other processes (joblib, SLURM) keep no callback state, the files are seen from anywhere.
-OUTCOME_FILE = "outcome.txt"
+# Each job of a sweep records its outcome in one file per job number under the sweep's
+# directory: launchers that run jobs in other processes (joblib, SLURM) keep no callback
+# state, files are seen from anywhere. Keyed by the sweep's own job numbers rather than
+# searched for: a reused sweep directory, job directories named by `hydra.sweep.subdir` (or
+# put outside the sweep's) and names with glob characters neither add outcomes that are not
+# this sweep's nor hide any that are.
+OUTCOMES = ".outcomes"
+OK = "ok"
 
 
 class SweepSummary(Callback):
     """Turns a failed job into a NaN objective (a failed trial for optimising sweepers), so that
     the other jobs run: a user mistake (PipelineError) with its one line, any other exception
     with its traceback. Once the sweep is over, tags its best parent run `best_in_sweep=true`
-    and prints it, then lists the failed jobs and exits non-zero if there were any."""
+    and prints it, then lists the failed jobs and exits non-zero if there were any: a job
+    that started and recorded no outcome (killed outright) counts as failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Outcomes left by an earlier sweep into the same directory are not this one's.
+        for path in _outcome_files(config):
+            path.unlink()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _multirun(config):
+            # A failure until the job's end says otherwise: a job killed outright stays one.
+            _record(config, f"{_job(config)}: ended without recording an outcome (killed, "
+                            "or its end could not be recorded)")
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        from hydra.types import RunMode
-
         from pipeline.tracking import scrub
 
-        if config.hydra.mode != RunMode.MULTIRUN:
+        if not _multirun(config):
             return  # a single job's failure is the command's own
-        outcome = "ok"
-        if job_return.status == JobStatus.FAILED:
-            error = job_return._return_value
-            kind = ""
-            if not isinstance(error, PipelineError):
-                traceback.print_exception(error, file=sys.stderr)  # a bug: show where
-                kind = f"{type(error).__name__}: "
-            overrides = " ".join(job_return.overrides or [])
-            message = " ".join(str(error).split())
-            outcome = scrub(f"  #{job_return.hydra_cfg.hydra.job.num} {overrides}: {kind}{message}")
-            job_return.status = JobStatus.COMPLETED
-            job_return.return_value = math.nan
-        output_dir = Path(config.hydra.runtime.output_dir)
-        (output_dir / OUTCOME_FILE).write_text(outcome)
+        if job_return.status != JobStatus.FAILED:
+            _record(config, OK)
+            return
+        error = job_return._return_value
+        kind = ""
+        if not isinstance(error, PipelineError):
+            traceback.print_exception(error, file=sys.stderr)  # a bug: show where
+            kind = f"{type(error).__name__}: "
+        message = " ".join(str(error).split())
+        # Recorded before the failure becomes a NaN: should recording fail, the job stays
+        # FAILED and Hydra stops the sweep with its error rather than count it a success.
+        _record(config, scrub(f"{_job(config)}: {kind}{message}"))
+        job_return.status = JobStatus.COMPLETED
+        job_return.return_value = math.nan
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep = Path(str(config.hydra.sweep.dir))
-        outcomes = [path.read_text() for path in sorted(sweep.rglob(OUTCOME_FILE),
-                                                        key=_job_order)]
-        failures = [outcome for outcome in outcomes if outcome != "ok"]
-        best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
+        try:
+            outcomes = _read_outcomes(config)
+        except OSError as error:  # not knowing is not success
+            print(f"error: the sweep's job outcomes cannot be read: {error}", file=sys.stderr)
+            sys.exit(1)
+        if not outcomes:  # every sweep runs a job, and every job records its start
+            print(f"error: no job of the sweep recorded an outcome in {_outcomes(config)}",
+                  file=sys.stderr)
+            sys.exit(1)
+        failures = [outcome for outcome in outcomes.values() if outcome != OK]
+        try:
+            best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
+        except Exception as error:  # Hydra would make it a warning and hide the failures
+            best = None
+            print(f"warning: the sweep's best job could not be tagged in MLflow: "
+                  f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
         if best:
             print(best)
         if failures:
             print(f"error: {len(failures)} of {len(outcomes)} jobs failed:", file=sys.stderr)
             print("\n".join(failures), file=sys.stderr)
             sys.exit(1)
+
+
+def _multirun(config: DictConfig) -> bool:
+    from hydra.types import RunMode
+
+    return config.hydra.mode == RunMode.MULTIRUN
+
+
+def _outcomes(config: DictConfig) -> Path:
+    """The sweep's outcome folder, absolute: a job may run in another directory
+    (`hydra.job.chdir=true`) than the one a relative `hydra.sweep.dir` was given from."""
+    return Path(config.hydra.runtime.cwd, str(config.hydra.sweep.dir), OUTCOMES)
+
+
+def _job(config: DictConfig) -> str:
+    overrides = " ".join(config.hydra.overrides.task or [])
+    return f"  #{config.hydra.job.num} {overrides}"
+
+
+def _record(config: DictConfig, outcome: str) -> None:
+    folder = _outcomes(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{config.hydra.job.num}.txt").write_text(outcome)
+
+
+def _outcome_files(config: DictConfig) -> list[Path]:
+    folder = _outcomes(config)
+    return [path for path in folder.iterdir() if path.suffix == ".txt" and path.stem.isdigit()
+            ] if folder.is_dir() else []
+
+
+def _read_outcomes(config: DictConfig) -> dict[int, str]:
+    """Every job's outcome by job number; a number below the highest with no file is a job
+    that never recorded even its start."""
+    found = {int(path.stem): path.read_text() for path in _outcome_files(config)}
+    for number in range(max(found, default=-1) + 1):
+        found.setdefault(number, f"  #{number}: recorded no outcome, not even its start")
+    return dict(sorted(found.items()))
 
 
 class OutputGuard(Callback):
@@ -84,11 +148,6 @@ def _start(directory: str, key: str) -> None:
               f"writable directory or set {key}=<writable dir> (and tracking.uri)",
               file=sys.stderr)
         sys.exit(1)
-
-
-def _job_order(path: Path) -> tuple[int, str]:
-    name = path.parent.name
-    return (int(name), "") if name.isdigit() else (sys.maxsize, str(path))
 
 
 def mark_best(uri: str | None, sweep: str) -> str | None:
