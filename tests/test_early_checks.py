@@ -32,7 +32,9 @@ RESAMPLED = round(0.8 * len(_y))  # cv=resample's parts for clustering models: 0
 
 
 def four_classes_one_column(workdir: Path) -> None:
-    pd.DataFrame({"a": np.arange(40.0), "label": list("pqrs") * 10}).to_csv(
+    # A measurement, not a row number (which the loader refuses): a normal draw.
+    a = np.random.default_rng(0).normal(size=40).round(3)
+    pd.DataFrame({"a": a, "label": list("pqrs") * 10}).to_csv(
         workdir / "four.csv", index=False)
 
 
