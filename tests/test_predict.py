@@ -248,7 +248,7 @@ def _with(column: str, row: int, value: object):
     (lambda rows: rows.head(0), "input={file} has a header but no rows; add one row per "
      "example to predict below the header"),
     (lambda rows: rows.rename(columns=str.upper), "input shares no column with the model, "
-     "which takes x, count, colour, flag; is it the right file?"),
+     "which takes x, count, colour, flag, rooms; is it the right file?"),
 ], ids=["text-in-numbers", "decimal-comma", "infinity", "not-a-boolean", "zero-rows",
         "another-table"])
 def test_predict_refuses_values_the_signature_does_not_allow_in_one_line(
