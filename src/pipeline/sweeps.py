@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,48 @@ class OutputGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _start(config.hydra.sweep.dir, "hydra.sweep.dir")
+        global _sweep
+        _sweep = (config.tracking.uri, str(config.hydra.sweep.dir))
+        # Jobs run elsewhere (joblib) leave MLflow unloaded here, and loading it and its store
+        # takes seconds: done now, beside the jobs, not when an interrupted sweep must end.
+        threading.Thread(target=_open_store, args=(config.tracking.uri,),
+                         name="open-mlflow-store").start()
+
+
+# This process's sweep, (tracking URI, sweep dir), once it has started.
+_sweep: tuple[str | None, str] | None = None
+
+
+def _open_store(uri: str | None) -> None:
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import _sqlite_guard, default_uri
+
+    uri = uri or default_uri()
+    with _sqlite_guard(uri):  # the store may be new: one process at a time creates it
+        MlflowClient(tracking_uri=uri)
+
+
+def end_interrupted_sweep() -> str | None:
+    """After a stop signal in a sweep's own process: the runs that its jobs' processes could
+    not end (the joblib launcher kills its workers) are marked KILLED. Says so, or None."""
+    from pipeline.tracking import _sqlite_guard, default_uri, redact
+
+    if _sweep is None:
+        return None
+    uri, directory = _sweep[0] or default_uri(), _sweep[1]
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None  # no job got as far as its store
+    from mlflow import MlflowClient
+
+    from pipeline.doctor import end_sweep
+
+    with _sqlite_guard(uri):
+        marked = end_sweep(MlflowClient(tracking_uri=uri), directory)
+    if not marked:
+        return None
+    return (f"sweep {directory}: {len(marked)} run(s) of the jobs it stopped marked KILLED "
+            f"(their finished fold runs are kept), store {redact(uri)}")
 
 
 def _start(directory: str, key: str) -> None:
