@@ -233,3 +233,57 @@ def test_multirun_goes_on_and_lists_every_failed_job(workdir, launcher):
     assert top.loc["decision_tree", "status"] == "FAILED"
     assert top.loc["decision_tree", "tags.error"] == "bug in fit"
     assert "RUNNING" not in set(runs["status"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "to_group"), [
+    (signal.SIGTERM, True), (signal.SIGINT, False), (signal.SIGHUP, True),
+], ids=["SIGTERM-group", "SIGINT-main", "SIGHUP-group"])
+def test_stop_signal_ends_a_joblib_sweep_with_no_run_left_running(workdir, signum, to_group):
+    """Two jobs in joblib workers, both in fold 3, and a signal to the sweep's process alone
+    (the launcher kills its workers outright) or to its whole process group (Ctrl-C in a
+    terminal, `timeout`, systemd): every run ends, the finished folds FINISHED."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "-m", "hydra/launcher=joblib",
+         "hydra.launcher.n_jobs=2", "seed=1,2", *CHEAP],
+        cwd=workdir, env=cheap_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    try:
+        wait_for_runs(workdir, "fold-3", 2, job)
+        sent = time.perf_counter()
+        if to_group:
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
+        _, stderr = job.communicate(timeout=60)
+        elapsed = time.perf_counter() - sent
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    print(f"joblib sweep: {elapsed:.2f} s from {signal.Signals(signum).name} to exit")
+    assert job.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
+    assert "KILLED" in line
+    runs = all_runs(workdir)
+    assert "RUNNING" not in set(runs["status"])
+    top = parents(runs)
+    assert list(top["status"]) == ["KILLED", "KILLED"]
+    for parent in top["run_id"]:
+        folds = children(runs, parent)
+        assert list(folds["status"]) == ["FINISHED", "FINISHED", "KILLED"]
+
+
+def wait_for_runs(workdir: Path, name: str, count: int, job: subprocess.Popen,
+                  timeout: float = 120) -> None:
+    """Polls the job's store until `count` runs `name` exist (see wait_for_run)."""
+    from pipeline.tracking import _sqlite_guard
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and job.poll() is None:
+        with _sqlite_guard(store_uri(workdir)):
+            runs = all_runs(workdir)
+        if list(runs.get("tags.mlflow.runName", [])).count(name) >= count:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {count} runs {name} appeared (job exit status: {job.poll()})")

@@ -79,6 +79,26 @@ class OutputGuard(Callback):
         # takes seconds: done now, beside the jobs, not when an interrupted sweep must end.
         threading.Thread(target=_open_store, args=(config.tracking.uri,),
                          name="open-mlflow-store").start()
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            _start_resource_trackers_deaf_to_sighup()
+
+
+def _start_resource_trackers_deaf_to_sighup() -> None:
+    """joblib's resource trackers ignore SIGINT and SIGTERM, not SIGHUP: a SIGHUP to the
+    sweep's process group kills them, and the sweep's clean-up starts new ones that print a
+    traceback per resource. Started now with SIGHUP ignored (a setting the trackers inherit),
+    they outlive every stop signal; the sweep's own handler is set back at once."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    from joblib.externals.loky.backend import resource_tracker as loky_resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        loky_resource_tracker.ensure_running()
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 # This process's sweep, (tracking URI, sweep dir), once it has started.
@@ -88,8 +108,9 @@ _sweep: tuple[str | None, str] | None = None
 def _open_store(uri: str | None) -> None:
     from mlflow import MlflowClient
 
-    from pipeline.tracking import _sqlite_guard, default_uri
+    from pipeline.tracking import _quiet_mlflow, _sqlite_guard, default_uri
 
+    _quiet_mlflow()
     uri = uri or default_uri()
     with _sqlite_guard(uri):  # the store may be new: one process at a time creates it
         MlflowClient(tracking_uri=uri)
