@@ -100,4 +100,6 @@ def test_the_rule_for_a_process_of_this_host():
               "process)")
     elsewhere, why = doctor.judge({**me, "host": "another-host"})
     assert elsewhere is None and "made on host another-host" in why
+    container, why = doctor.judge({**me, "pid_namespace": "pid:[1]", "pid": pid})
+    assert container is None and "made in another container" in why
     assert doctor.judge({})[0] is None

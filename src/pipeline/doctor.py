@@ -3,10 +3,11 @@ MLflow runs, which stay RUNNING. This finds them and marks them KILLED, with the
 
     python -m pipeline.doctor [--uri URI] [--dry-run]
 
-Every run records the host, process id and process start time of the job that made it. A
-RUNNING run is an orphan when it was made on this host and that process is gone: no process
-has its id, or the one that has it started at another time (the id was reused). A run made
-on another host cannot be judged from here and is left as it is: run the doctor there. Each
+Every run records the host, process namespace, process id and process start time of the job
+that made it. A RUNNING run is an orphan when it was made on this host (and namespace) and
+that process is gone: no process has its id, or the one that has it started at another time
+(the id was reused). A run made on another host or in another container cannot be judged
+from here and is left as it is: run the doctor there. Each
 job does the same for its experiment when it connects to the store, and `pipeline.compare`
 for the whole store.
 """
@@ -22,7 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.tracking import HOST_TAG, PID_START_TAG, PID_TAG, process_start
+from pipeline.tracking import (
+    HOST_TAG,
+    PID_SPACE_TAG,
+    PID_START_TAG,
+    PID_TAG,
+    pid_namespace,
+    process_start,
+)
 
 log = logging.getLogger("pipeline")
 REASON_TAG = "killed_reason"
@@ -51,6 +59,9 @@ def judge(tags: dict[str, str], host: str | None = None) -> tuple[bool | None, s
     pid, recorded = tags[PID_TAG], tags.get(PID_START_TAG, "")
     if tags[HOST_TAG] != host:
         return None, f"made on host {tags[HOST_TAG]}, not this one: run the doctor there"
+    if tags.get(PID_SPACE_TAG, pid_namespace()) != pid_namespace():
+        return None, (f"made in another container of host {host} (process namespace "
+                      f"{tags[PID_SPACE_TAG]}): run the doctor there")
     now = process_start(int(pid))
     where = f"process {pid} on host {host}"
     if now is None:

@@ -23,7 +23,7 @@ from pipeline.errors import STOP_SIGNALS, Interrupted, PipelineError, signal_of
 
 PARENT_TAG = "mlflow.parentRunId"
 # Tags of every run naming the process that made it (see `process_tags`).
-HOST_TAG, PID_TAG, PID_START_TAG = "host", "pid", "pid_start"
+HOST_TAG, PID_TAG, PID_START_TAG, PID_SPACE_TAG = "host", "pid", "pid_start", "pid_namespace"
 # MLflow keeps param values up to this length.
 MAX_PARAM_LENGTH = 6000
 # The password in any `scheme://user:password@host` within a text (Hydra's listing of a
@@ -105,7 +105,16 @@ def process_tags() -> dict[str, str]:
     """What tells, later, whether the process making a run still lives: the host, the process
     id, and when the process started (a pid alone may since belong to another process)."""
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            PID_START_TAG: process_start(os.getpid()) or ""}
+            PID_START_TAG: process_start(os.getpid()) or "", PID_SPACE_TAG: pid_namespace()}
+
+
+def pid_namespace() -> str:
+    """Which process ids this process sees: containers sharing a host name may each have
+    their own (Linux; "" elsewhere)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def process_start(pid: int) -> str | None:
