@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from pipeline.errors import PipelineError
 # Each job of a sweep leaves its outcome in its output directory: launchers that run jobs in
 # other processes (joblib, SLURM) keep no callback state, the files are seen from anywhere.
 OUTCOME_FILE = "outcome.txt"
+# This process's sweep, (tracking URI, sweep dir), once it has started.
+_sweep: tuple[str | None, str] | None = None
 
 
 class SweepSummary(Callback):
@@ -75,11 +76,11 @@ class OutputGuard(Callback):
         _start(config.hydra.sweep.dir, "hydra.sweep.dir")
         global _sweep
         _sweep = (config.tracking.uri, str(config.hydra.sweep.dir))
-        # Jobs run elsewhere (joblib) leave MLflow unloaded here, and loading it and its store
-        # takes seconds: done now, beside the jobs, not when an interrupted sweep must end.
-        threading.Thread(target=_open_store, args=(config.tracking.uri,),
-                         name="open-mlflow-store").start()
         if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
+            # takes seconds: spent now (the sweep's summary needs it anyway), not when an
+            # interrupted sweep must end its runs.
+            _open_store(config.tracking.uri)
             _start_resource_trackers_deaf_to_sighup()
 
 
@@ -101,10 +102,6 @@ def _start_resource_trackers_deaf_to_sighup() -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
-# This process's sweep, (tracking URI, sweep dir), once it has started.
-_sweep: tuple[str | None, str] | None = None
-
-
 def _open_store(uri: str | None) -> None:
     from mlflow import MlflowClient
 
@@ -112,8 +109,11 @@ def _open_store(uri: str | None) -> None:
 
     _quiet_mlflow()
     uri = uri or default_uri()
-    with _sqlite_guard(uri):  # the store may be new: one process at a time creates it
-        MlflowClient(tracking_uri=uri)
+    try:
+        with _sqlite_guard(uri):  # the store may be new: one process at a time creates it
+            MlflowClient(tracking_uri=uri)
+    except Exception:  # noqa: BLE001 - only a head start: each job reports its store's faults
+        pass
 
 
 def end_interrupted_sweep() -> str | None:
@@ -130,8 +130,12 @@ def end_interrupted_sweep() -> str | None:
 
     from pipeline.doctor import end_sweep
 
-    with _sqlite_guard(uri):
-        marked = end_sweep(MlflowClient(tracking_uri=uri), directory)
+    try:
+        with _sqlite_guard(uri):
+            marked = end_sweep(MlflowClient(tracking_uri=uri), directory)
+    except Exception as error:  # noqa: BLE001 - the interrupt is what the user must hear of
+        return (f"the runs of sweep {directory} could not be checked ({type(error).__name__}); "
+                "python -m pipeline.doctor marks those left RUNNING")
     if not marked:
         return None
     return (f"sweep {directory}: {len(marked)} run(s) of the jobs it stopped marked KILLED "
