@@ -132,7 +132,7 @@ def test_stop_signal_during_fold_3_keeps_folds_1_and_2(workdir, model, signum):
     assert "RUNNING" not in set(runs["status"])
 
 
-def test_signals_during_run_creation_are_held_until_it_can_end(workdir):
+def test_signals_during_run_creation_are_held_until_it_can_end():
     """A stop signal while a run is being created or ended is held back, not lost: the run
     that exists is always ended before the interrupt goes on."""
     from pipeline.errors import STOP_SIGNALS
