@@ -1,5 +1,6 @@
-"""Ctrl-C and failures: nothing recorded is lost, no run is left RUNNING, and the user is told
-where the partial results are. A real subprocess receives a real SIGINT during fold 3 of 5."""
+"""Stop signals and failures: nothing recorded is lost, no run is left RUNNING, and the user is
+told where the partial results are. A real subprocess receives a real SIGINT, SIGTERM or SIGHUP
+during fold 3 of 5; a sweep under the joblib launcher receives one in its process or group."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ SLOW_FOLDS = {
 }
 
 
-def interrupt_during_fold_3(workdir: Path, args: list[str]) -> tuple[int, str, float]:
-    """Starts the job, sends SIGINT once fold 2 has ended and fold 3's run exists; exit status,
-    stderr and the seconds from the signal to the exit."""
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
-           "PYTHONUNBUFFERED": "1"}
+def interrupt_during_fold_3(workdir: Path, args: list[str], signum: int = signal.SIGINT,
+                            env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    """Starts the job, sends it `signum` once fold 2 has ended and fold 3's run exists; exit
+    status, stderr and the seconds from the signal to the exit."""
     stderr_path = workdir / "stderr.txt"
     with stderr_path.open("w") as stderr:
-        job = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=workdir, env=env,
-                               stdout=subprocess.PIPE, stderr=stderr, text=True)
+        job = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=workdir,
+                               env=env or job_env(), stdout=subprocess.PIPE, stderr=stderr,
+                               text=True)
         try:
             seen = []
             for line in job.stdout:
@@ -40,7 +41,7 @@ def interrupt_during_fold_3(workdir: Path, args: list[str]) -> tuple[int, str, f
                 pytest.fail("the job ended before fold 2:\n" + "".join(seen)
                             + stderr_path.read_text())
             wait_for_run(workdir, "fold-3", job)
-            job.send_signal(signal.SIGINT)
+            job.send_signal(signum)
             sent = time.perf_counter()
             job.stdout.read()
             status = job.wait(timeout=60)
@@ -49,6 +50,42 @@ def interrupt_during_fold_3(workdir: Path, args: list[str]) -> tuple[int, str, f
             if job.poll() is None:
                 job.kill()
     return status, stderr_path.read_text(), elapsed
+
+
+def job_env(hook: Path | None = None) -> dict[str, str]:
+    """The test's environment, with the job's store in its working directory; `hook`: a
+    directory whose sitecustomize.py every Python process of the job runs first."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    if hook is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+# Fold 3 of a knn job waits (without using a CPU) for the test's signal; folds 1-2 are quick.
+WAITING_FOLD_3 = '''
+import time
+import sklearn.neighbors
+
+_fit = sklearn.neighbors.KNeighborsClassifier.fit
+_calls = []
+
+def _waiting_from_fold_3(self, *args, **kwargs):
+    _calls.append(self)
+    if len(_calls) >= 3:
+        time.sleep(120)
+    return _fit(self, *args, **kwargs)
+
+sklearn.neighbors.KNeighborsClassifier.fit = _waiting_from_fold_3
+'''
+CHEAP = ["model=knn", "data=digits", "++plots=false", "++refit=false"]
+
+
+def cheap_env(workdir: Path) -> dict[str, str]:
+    """The environment of a CHEAP job whose fold 3 waits for a signal."""
+    hook = workdir / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(WAITING_FOLD_3)
+    return job_env(hook)
 
 
 def wait_for_run(workdir: Path, name: str, job: subprocess.Popen, timeout: float = 60) -> None:
@@ -66,11 +103,20 @@ def wait_for_run(workdir: Path, name: str, job: subprocess.Popen, timeout: float
     pytest.fail(f"no run {name} appeared (job exit status: {job.poll()})")
 
 
-@pytest.mark.parametrize("model", SLOW_FOLDS)
-def test_sigint_during_fold_3_keeps_folds_1_and_2(workdir, model):
-    status, stderr, elapsed = interrupt_during_fold_3(workdir, SLOW_FOLDS[model])
-    print(f"{model}: {elapsed:.2f} s from SIGINT to exit")
-    assert status == 130, stderr
+@pytest.mark.parametrize(("model", "signum"), [
+    ("mlp", signal.SIGINT), ("random_forest", signal.SIGINT),
+    ("cheap", signal.SIGTERM), ("cheap", signal.SIGHUP),
+], ids=["mlp-SIGINT", "random_forest-SIGINT", "SIGTERM", "SIGHUP"])
+def test_stop_signal_during_fold_3_keeps_folds_1_and_2(workdir, model, signum):
+    """Ctrl-C, `timeout`, systemd, SLURM, `docker stop` and a closed terminal alike: folds 1-2
+    FINISHED, fold 3 and the parent KILLED, where to find them, and the shell's status."""
+    if model == "cheap":  # what every signal must do, on a job that uses no CPU meanwhile
+        status, stderr, elapsed = interrupt_during_fold_3(workdir, CHEAP, signum,
+                                                          cheap_env(workdir))
+    else:  # real training loops, Lightning's and scikit-learn's, stop on Ctrl-C
+        status, stderr, elapsed = interrupt_during_fold_3(workdir, SLOW_FOLDS[model])
+    print(f"{model}: {elapsed:.2f} s from {signal.Signals(signum).name} to exit")
+    assert status == 128 + signum, stderr
     assert "Traceback" not in stderr
     [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
     runs = all_runs(workdir)
@@ -84,7 +130,21 @@ def test_sigint_during_fold_3_keeps_folds_1_and_2(workdir, model):
     assert list(folds["status"]) == ["FINISHED", "FINISHED", "KILLED"]
     assert folds["metrics.test_accuracy"].iloc[:2].notna().all()  # what finished is kept
     assert "RUNNING" not in set(runs["status"])
-    assert elapsed < 15
+
+
+def test_signals_during_run_creation_are_held_until_it_can_end():
+    """A stop signal while a run is being created or ended is held back, not lost: the run
+    that exists is always ended before the interrupt goes on."""
+    from pipeline.errors import STOP_SIGNALS
+    from pipeline.tracking import _signals_deferred
+
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    with _signals_deferred() as arrived:
+        for signum in STOP_SIGNALS:
+            os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # handlers run between bytecodes; this process is still alive
+    assert sorted(arrived) == sorted(STOP_SIGNALS)
+    assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before
 
 
 def test_interrupt_before_any_run_says_so(make_cfg, workdir, monkeypatch):
@@ -173,3 +233,57 @@ def test_multirun_goes_on_and_lists_every_failed_job(workdir, launcher):
     assert top.loc["decision_tree", "status"] == "FAILED"
     assert top.loc["decision_tree", "tags.error"] == "bug in fit"
     assert "RUNNING" not in set(runs["status"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "to_group"), [
+    (signal.SIGTERM, True), (signal.SIGINT, False), (signal.SIGHUP, True),
+], ids=["SIGTERM-group", "SIGINT-main", "SIGHUP-group"])
+def test_stop_signal_ends_a_joblib_sweep_with_no_run_left_running(workdir, signum, to_group):
+    """Two jobs in joblib workers, both in fold 3, and a signal to the sweep's process alone
+    (the launcher kills its workers outright) or to its whole process group (Ctrl-C in a
+    terminal, `timeout`, systemd): every run ends, the finished folds FINISHED."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "-m", "hydra/launcher=joblib",
+         "hydra.launcher.n_jobs=2", "seed=1,2", *CHEAP],
+        cwd=workdir, env=cheap_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    try:
+        wait_for_runs(workdir, "fold-3", 2, job)
+        sent = time.perf_counter()
+        if to_group:
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
+        _, stderr = job.communicate(timeout=60)
+        elapsed = time.perf_counter() - sent
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    print(f"joblib sweep: {elapsed:.2f} s from {signal.Signals(signum).name} to exit")
+    assert job.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
+    assert "KILLED" in line
+    runs = all_runs(workdir)
+    assert "RUNNING" not in set(runs["status"])
+    top = parents(runs)
+    assert list(top["status"]) == ["KILLED", "KILLED"]
+    for parent in top["run_id"]:
+        folds = children(runs, parent)
+        assert list(folds["status"]) == ["FINISHED", "FINISHED", "KILLED"]
+
+
+def wait_for_runs(workdir: Path, name: str, count: int, job: subprocess.Popen,
+                  timeout: float = 120) -> None:
+    """Polls the job's store until `count` runs `name` exist (see wait_for_run)."""
+    from pipeline.tracking import _sqlite_guard
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and job.poll() is None:
+        with _sqlite_guard(store_uri(workdir)):
+            runs = all_runs(workdir)
+        if list(runs.get("tags.mlflow.runName", [])).count(name) >= count:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {count} runs {name} appeared (job exit status: {job.poll()})")

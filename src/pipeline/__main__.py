@@ -10,22 +10,42 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import config_dir
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, exit_status, stop_on_signals
 
-# Ctrl-C: the shell's status for a process ended by SIGINT.
-INTERRUPTED = 130
+
+def main() -> None:
+    """The command line: a job or a sweep (`job`), stopped cleanly by a stop signal.
+
+    Ctrl-C (SIGINT), SIGTERM or SIGHUP mark the runs in progress KILLED (the finished folds
+    stay FINISHED), print where the partial results are, and exit with the shell's status
+    for the signal: 130, 143, 129. In a sweep whose launcher ran the jobs in other processes
+    (joblib), the runs those processes could not end are marked KILLED here.
+    """
+    stop_on_signals()
+    try:
+        job()
+    except KeyboardInterrupt as interrupt:
+        from pipeline import sweeps
+
+        told = [getattr(interrupt, "where", ""), sweeps.end_interrupted_sweep()]
+        where = "; ".join(filter(None, told)) or "no MLflow run was in progress"
+        print(f"interrupted: {where}", file=sys.stderr)
+        # torch logs cache statistics at exit at INFO, which Hydra's job logging would print.
+        logging.getLogger("torch").setLevel(logging.WARNING)
+        sys.exit(exit_status(interrupt))
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def main(cfg: DictConfig) -> float:
+def job(cfg: DictConfig) -> float:
     """Run one job; return the mean of `objective` across folds for sweepers.
 
     A user mistake (PipelineError) prints one `error: ` line and exits 1 (in a sweep the sweep
-    goes on and lists it at the end; `HYDRA_FULL_ERROR=1` shows the traceback too). Ctrl-C
-    prints where the partial results are and exits 130, a sweep included.
+    goes on and lists it at the end; `HYDRA_FULL_ERROR=1` shows the traceback too). A stop
+    signal ends the job's runs and stops the sweep too (see `main`).
     """
     from pipeline.runner import run
 
+    stop_on_signals()  # again: a joblib launcher runs the job in a worker process
     try:
         return run(cfg).score
     except PipelineError as error:
@@ -33,12 +53,6 @@ def main(cfg: DictConfig) -> float:
         if _in_sweep() or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(1)
-    except KeyboardInterrupt as interrupt:
-        where = str(interrupt) or "no MLflow run was in progress"
-        print(f"interrupted: {where}", file=sys.stderr)
-        # torch logs cache statistics at exit at INFO, which Hydra's job logging would print.
-        logging.getLogger("torch").setLevel(logging.WARNING)
-        sys.exit(INTERRUPTED)
 
 
 def _in_sweep() -> bool:

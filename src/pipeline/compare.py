@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.doctor import mark_store
 from pipeline.errors import PipelineError
 from pipeline.metrics import lower_is_better
 
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     args = parser.parse_args(argv)
     uri = args.uri or default_uri()
+    mark_store(uri)  # runs left RUNNING by jobs killed outright: KILLED, with the reason
     try:
         experiment, table = leaderboard(uri, args.experiment, args.sweep, args.metric)
     except PipelineError as error:

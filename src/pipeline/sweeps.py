@@ -24,6 +24,8 @@ from pipeline.errors import PipelineError
 # this sweep's nor hide any that are.
 OUTCOMES = ".outcomes"
 OK = "ok"
+# This process's sweep, (tracking URI, sweep dir), once it has started.
+_sweep: tuple[str | None, str] | None = None
 
 
 class SweepSummary(Callback):
@@ -136,6 +138,72 @@ class OutputGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _start(config.hydra.sweep.dir, "hydra.sweep.dir")
+        global _sweep
+        _sweep = (config.tracking.uri, str(config.hydra.sweep.dir))
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
+            # takes seconds: spent now (the sweep's summary needs it anyway), not when an
+            # interrupted sweep must end its runs.
+            _open_store(config.tracking.uri)
+            _start_resource_trackers_deaf_to_sighup()
+
+
+def _start_resource_trackers_deaf_to_sighup() -> None:
+    """joblib's resource trackers ignore SIGINT and SIGTERM, not SIGHUP: a SIGHUP to the
+    sweep's process group kills them, and the sweep's clean-up starts new ones that print a
+    traceback per resource. Started now with SIGHUP ignored (a setting the trackers inherit),
+    they outlive every stop signal; the sweep's own handler is set back at once."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    from joblib.externals.loky.backend import resource_tracker as loky_resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        loky_resource_tracker.ensure_running()
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _open_store(uri: str | None) -> None:
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import _quiet_mlflow, _sqlite_guard, default_uri
+
+    _quiet_mlflow()
+    uri = uri or default_uri()
+    try:
+        with _sqlite_guard(uri):  # the store may be new: one process at a time creates it
+            MlflowClient(tracking_uri=uri)
+    except Exception:  # noqa: BLE001 - only a head start: each job reports its store's faults
+        pass
+
+
+def end_interrupted_sweep() -> str | None:
+    """After a stop signal in a sweep's own process: the runs that its jobs' processes could
+    not end (the joblib launcher kills its workers) are marked KILLED. Says so, or None."""
+    from pipeline.tracking import _sqlite_guard, default_uri, redact
+
+    if _sweep is None:
+        return None
+    uri, directory = _sweep[0] or default_uri(), _sweep[1]
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None  # no job got as far as its store
+    from mlflow import MlflowClient
+
+    from pipeline.doctor import end_sweep
+
+    try:
+        with _sqlite_guard(uri):
+            marked = end_sweep(MlflowClient(tracking_uri=uri), directory)
+    except Exception as error:  # noqa: BLE001 - the interrupt is what the user must hear of
+        return (f"the runs of sweep {directory} could not be checked ({type(error).__name__}); "
+                "python -m pipeline.doctor marks those left RUNNING")
+    if not marked:
+        return None
+    return (f"sweep {directory}: {len(marked)} run(s) of the jobs it stopped marked KILLED "
+            f"(their finished fold runs are kept), store {redact(uri)}")
 
 
 def _start(directory: str, key: str) -> None:

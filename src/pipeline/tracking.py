@@ -11,6 +11,7 @@ import math
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,9 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.errors import Interrupted, PipelineError
+from pipeline.errors import STOP_SIGNALS, Interrupted, PipelineError, signal_of
 
 PARENT_TAG = "mlflow.parentRunId"
+# Tags of every run naming the process that made it (see `process_tags`).
+HOST_TAG, PID_TAG, PID_START_TAG, PID_SPACE_TAG = "host", "pid", "pid_start", "pid_namespace"
 # MLflow keeps param values up to this length.
 MAX_PARAM_LENGTH = 6000
 # The password in any `scheme://user:password@host` within a text (Hydra's listing of a
@@ -115,6 +118,52 @@ def quoted(value: str) -> str:
         "holding both ' and \", or ending in a backslash); rename it without one of them")
 
 
+def process_tags() -> dict[str, str]:
+    """What tells, later, whether the process making a run still lives: the host, the process
+    id, and when the process started (a pid alone may since belong to another process)."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            PID_START_TAG: process_start(os.getpid()) or "", PID_SPACE_TAG: pid_namespace()}
+
+
+def pid_namespace() -> str:
+    """Which process ids this process sees: containers sharing a host name may each have
+    their own (Linux; "" elsewhere)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` of this host started, as `<boot id>:<clock ticks since boot>`; None
+    if no such process lives. Without /proc (not Linux) only liveness is known: "" if alive."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, someone else's
+        return ""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces: fields are counted after it.
+    state, *fields = stat[stat.rindex(")") + 2:].split()
+    if state in ("Z", "X"):
+        return None  # ended, not yet reaped by its parent
+    return f"{_boot_id()}:{fields[22 - 4]}"  # field 22 of proc(5), `starttime`
+
+
+def _boot_id() -> str:
+    """Tells this boot of the machine from the others: start ticks restart at each boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def finished_run(tracker: Tracker, digest: str) -> Any | None:
     """The latest parent run of the tracker's experiment that FINISHED with config hash
     `digest` (an `mlflow.entities.Run`), or None. Under torchrun every rank runs the job (they
@@ -139,8 +188,15 @@ def global_rank() -> int:
 
 def connect(uri: str, experiment: str) -> Tracker:
     """The job's tracker. Under torchrun or SLURM every rank runs the job (each fit is
-    distributed); only rank 0 talks to MLflow, so a job still makes one parent run."""
-    return Tracker(uri, experiment) if global_rank() == 0 else SilentTracker(uri, experiment)
+    distributed); only rank 0 talks to MLflow, so a job still makes one parent run. Runs of the
+    experiment left RUNNING by a process that is gone are marked KILLED first."""
+    if global_rank() != 0:
+        return SilentTracker(uri, experiment)
+    from pipeline.doctor import mark_orphans
+
+    tracker = Tracker(uri, experiment)
+    mark_orphans(tracker.client, [tracker.experiment_id])  # runs of jobs killed outright
+    return tracker
 
 
 class TrackingFailure(PipelineError):
@@ -434,31 +490,34 @@ class Tracker:
     ) -> Iterator[str]:
         """A run that ends FINISHED, FAILED (error message as a tag) or KILLED, whatever happens.
 
-        An interrupt (Ctrl-C) leaves a top-level run as an `Interrupted` that says where the
-        partial results are.
+        A stop signal (Ctrl-C, SIGTERM, SIGHUP) leaves a top-level run as an `Interrupted` that
+        says where the partial results are. The run's tags name the process that made it, so
+        that `pipeline.doctor` can tell if the run was orphaned by a process killed outright.
         """
         from mlflow.entities import Param
 
-        run_tags = {**(tags or {}), **({PARENT_TAG: parent} if parent else {})}
-        with _sigint_deferred() as interrupted:  # a run that exists is always ended below
+        run_tags = {**(tags or {}), **process_tags(),
+                    **({PARENT_TAG: parent} if parent else {})}
+        with _signals_deferred() as arrived:  # a run that exists is always ended below
             run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
         run_id = run.info.run_id
         try:
-            if interrupted:
-                raise KeyboardInterrupt
+            if arrived:
+                raise Interrupted(signum=arrived[0])
             if params:
                 self.client.log_batch(
                     run_id, params=[Param(k, str(v)) for k, v in params.items()]
                 )
             yield run_id
         except KeyboardInterrupt as interrupt:
-            with _sigint_deferred():  # a second Ctrl-C must not leave the run RUNNING
+            with _signals_deferred():  # a second signal must not leave the run RUNNING
                 self.client.set_terminated(run_id, "KILLED")
-            if parent or isinstance(interrupt, Interrupted):
+            if parent or getattr(interrupt, "where", ""):
                 raise
             raise Interrupted(
                 f"partial results are in MLflow experiment {self.experiment!r}, run {run_id} "
-                f"(KILLED; its finished fold runs are kept), store {redact(self.uri)}"
+                f"(KILLED; its finished fold runs are kept), store {redact(self.uri)}",
+                signum=signal_of(interrupt),
             ) from None
         except BaseException as error:
             message = scrub(" ".join(str(error).split()))[:5000] or repr(error)
@@ -582,18 +641,22 @@ def unwritable(directory: Path) -> str | None:
 
 
 @contextmanager
-def _sigint_deferred() -> Iterator[list[int]]:
-    """Ctrl-C held back for the duration; the list says whether it came (main thread only:
-    signal handlers cannot be set elsewhere)."""
+def _signals_deferred() -> Iterator[list[int]]:
+    """Stop signals (SIGINT, SIGTERM, SIGHUP) held back for the duration; the list holds those
+    that came (main thread only: signal handlers cannot be set elsewhere)."""
     arrived: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield arrived
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    previous = {signum: signal.signal(signum, lambda signum, frame: arrived.append(signum))
+                for signum in STOP_SIGNALS}
     try:
         yield arrived
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+        for signum, handler in previous.items():
+            # None: a handler set outside Python; the nearest Python equivalent is restored.
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, default if handler is None else handler)
 
 
 @contextmanager
