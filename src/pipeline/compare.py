@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     args = parser.parse_args(argv)
     uri = args.uri or default_uri()
-    mark_store(uri)  # runs left RUNNING by jobs killed outright: KILLED, with the reason
     try:
+        mark_store(uri)  # runs left RUNNING by jobs killed outright: KILLED, with the reason
         experiment, table = leaderboard(uri, args.experiment, args.sweep, args.metric)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)

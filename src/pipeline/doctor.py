@@ -99,11 +99,12 @@ def mark_orphans(client: Any, experiment_ids: Iterable[str] | None = None, *,
     return findings
 
 
-def mark_store(uri: str) -> list[Finding]:
-    """`mark_orphans` over every experiment of the store at `uri`."""
-    from mlflow import MlflowClient
+def mark_store(uri: str, *, dry_run: bool = False) -> list[Finding]:
+    """`mark_orphans` over every experiment of the store at `uri`; a store that does not exist
+    (or is not MLflow's) is a PipelineError, and none is ever created here."""
+    from pipeline.tracking import reader
 
-    return mark_orphans(MlflowClient(tracking_uri=uri))
+    return mark_orphans(reader(uri), dry_run=dry_run)
 
 
 def end_sweep(client: Any, sweep: str, wait: float = 10.0) -> list[Finding]:
@@ -122,6 +123,15 @@ def end_sweep(client: Any, sweep: str, wait: float = 10.0) -> list[Finding]:
     experiments = {run.info.experiment_id for run in parents}
     return [finding for finding in mark_orphans(client, experiments) if finding.orphan] \
         if experiments else []
+
+
+def stopped_jobs(client: Any, sweep: str) -> list[Any]:
+    """The parent runs of `sweep` that ended KILLED."""
+    from pipeline.tracking import quoted
+
+    return client.search_runs(
+        _all_experiments(client),
+        filter_string=f"tags.sweep = {quoted(sweep)} and attributes.status = 'KILLED'")
 
 
 def _all_experiments(client: Any) -> list[str]:
@@ -147,9 +157,9 @@ def _running(client: Any, experiment_ids: list[str]) -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from pipeline.errors import PipelineError
     from pipeline.tracking import default_uri, redact, scrub
 
     parser = argparse.ArgumentParser(
@@ -163,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     uri = args.uri or default_uri()
     logging.getLogger("pipeline").setLevel(logging.ERROR)  # the lines below say it all
     try:
-        findings = mark_orphans(MlflowClient(tracking_uri=uri), dry_run=args.dry_run)
+        findings = mark_store(uri, dry_run=args.dry_run)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except MlflowException as error:
         print(f"error: tracking.uri={redact(uri)} cannot be used: "
               f"{scrub(' '.join(str(error).split()))[:300]}", file=sys.stderr)

@@ -192,18 +192,25 @@ def end_interrupted_sweep() -> str | None:
         return None  # no job got as far as its store
     from mlflow import MlflowClient
 
-    from pipeline.doctor import end_sweep
+    from pipeline.doctor import end_sweep, stopped_jobs
 
     try:
         with _sqlite_guard(uri):
-            marked = end_sweep(MlflowClient(tracking_uri=uri), directory)
+            client = MlflowClient(tracking_uri=uri)
+            marked = end_sweep(client, directory)
+            # Jobs that heard the signal too (sent to the whole group) ended their runs
+            # themselves, before or while the sweep looked.
+            killed = len(stopped_jobs(client, directory))
     except Exception as error:  # noqa: BLE001 - the interrupt is what the user must hear of
         return (f"the runs of sweep {directory} could not be checked ({type(error).__name__}); "
                 "python -m pipeline.doctor marks those left RUNNING")
-    if not marked:
+    if not marked and not killed:
         return None
-    return (f"sweep {directory}: {len(marked)} run(s) of the jobs it stopped marked KILLED "
-            f"(their finished fold runs are kept), store {redact(uri)}")
+    if marked:
+        what = f"{len(marked)} run(s) of the jobs it stopped marked KILLED"
+    else:
+        what = f"{killed} job(s) it stopped ended KILLED"
+    return f"sweep {directory}: {what} (their finished fold runs are kept), store {redact(uri)}"
 
 
 def _start(directory: str, key: str) -> None:
