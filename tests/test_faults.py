@@ -236,3 +236,35 @@ def test_readers_while_a_job_creates_the_store_break_nothing(cli, workdir):
         assert reader.returncode == 0 or err.startswith(("error: no finished jobs",
                                                           "error: no experiments")), err
     assert set(all_runs(workdir)["status"]) == {"FINISHED"}
+
+
+def test_a_store_locked_for_a_moment_is_tried_again(workdir, monkeypatch):
+    """SQLite's "database is locked" (another process's write) is transient: the call is
+    tried again after a pause; a lock that outlasts every try is the one line."""
+    from sqlalchemy.exc import OperationalError
+
+    from pipeline import tracking
+
+    monkeypatch.setattr(tracking, "LOCKED_RETRY_PAUSES", (0.0, 0.0))
+    tracker = tracking.Tracker(store_uri(workdir), "locked")
+    calls = []
+    real = tracker.client._client.set_tag
+
+    def locked_then_free(run_id, key, value, fail_times):
+        calls.append(key)
+        if len(calls) <= fail_times:
+            raise OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
+        return real(run_id, key, value)
+
+    with tracker.run("r") as run_id:
+        monkeypatch.setattr(tracker.client._client, "set_tag",
+                            lambda r, k, v: locked_then_free(r, k, v, fail_times=2))
+        tracker.client.set_tag(run_id, "k", "v")
+        assert len(calls) == 3
+        calls.clear()
+        monkeypatch.setattr(tracker.client._client, "set_tag",
+                            lambda r, k, v: locked_then_free(r, k, v, fail_times=9))
+        with pytest.raises(tracking.TrackingFailure, match="database is locked"):
+            tracker.client.set_tag(run_id, "k", "v")
+        assert len(calls) == 3  # the first try and one per pause
+        monkeypatch.setattr(tracker.client._client, "set_tag", real)  # the run ends as usual

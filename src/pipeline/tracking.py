@@ -224,6 +224,10 @@ class TrackingFailure(PipelineError):
         return "; ".join(parts)
 
 
+# Seconds between tries of a call that found the SQLite store locked (about 12 s in all).
+LOCKED_RETRY_PAUSES = (0.1, 0.3, 1.0, 3.0, 8.0)
+
+
 class _Recorded:
     """An MlflowClient whose calls raise a TrackingFailure when the disk, the store or the
     server fails; once the server is lost, later calls fail at once instead of each waiting
@@ -241,8 +245,16 @@ class _Recorded:
 
         @functools.wraps(attribute)
         def recorded(*args: Any, **kwargs: Any) -> Any:
-            with self.failures():
-                return attribute(*args, **kwargs)
+            # SQLite answers "database is locked" at once, busy timeout or not, when a write
+            # meets another process's snapshot (WAL); the call rolled back and is tried again.
+            for pause in (*LOCKED_RETRY_PAUSES, None):
+                try:
+                    with self.failures():
+                        return attribute(*args, **kwargs)
+                except TrackingFailure as failure:
+                    if pause is None or "database is locked" not in failure.cause:
+                        raise
+                    time.sleep(pause)
 
         return recorded
 
