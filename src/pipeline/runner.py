@@ -65,7 +65,6 @@ def run(cfg: DictConfig) -> Result:
         ("model", model),
     ])
     folds = cv.split(cfg.cv, dataset)
-    _check_device(estimator[-1])
     checks.against_folds(cfg, estimator, dataset, folds)
     figures = plots.Figures.for_job(cfg, dataset, len(folds))
     refit = _refit_wanted(cfg.get("refit", "auto"), dataset)
@@ -200,21 +199,6 @@ def _refit(template: Pipeline, dataset: data.Dataset, tracker: tracking.Tracker,
     log.info("refit on all %d rows in %.2fs, logged as the run's model in %.2fs",
              len(dataset.X), fitted, logged)
     return final
-
-
-def _check_device(model: object) -> None:
-    """`trainer=gpu` without a GPU is known before any run is made (torch models only: the
-    check imports torch)."""
-    trainer = getattr(model, "trainer", None) or {}
-    accelerator = str(trainer.get("accelerator", "auto")).lower()
-    if accelerator in ("gpu", "cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise PipelineError(
-                f"trainer.accelerator={accelerator} was asked for but no CUDA GPU is available; "
-                "use trainer=cpu or trainer=default"
-            )
 
 
 def _resumed(run: object, objective: str, tracker: tracking.Tracker,
