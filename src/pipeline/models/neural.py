@@ -314,7 +314,8 @@ class TorchEstimator(BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted classes or target values (shaped like the ``y`` given to ``fit``)."""
-        return self.head_.predict(self._forward(X))
+        output = self._forward(X)  # first: it checks that the estimator is fitted
+        return self.head_.predict(output)
 
 
 class TorchClassifier(ClassifierMixin, TorchEstimator):
@@ -345,7 +346,8 @@ class TorchClassifier(ClassifierMixin, TorchEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), columns ordered as ``classes_``."""
-        return self.head_.predict_proba(self._forward(X))
+        output = self._forward(X)
+        return self.head_.predict_proba(output)
 
 
 class TorchRegressor(RegressorMixin, TorchEstimator):
