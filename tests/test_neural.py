@@ -271,7 +271,7 @@ def test_one_class_is_a_clear_error(iris):
         ({"batch_size": 2.5}, "model.batch_size must be null or a positive integer"),
         ({"momentum": -0.1}, "model.momentum must be >= 0"),
         ({"weight_decay": -1}, "model.weight_decay must be >= 0"),
-        ({"max_epochs": 0}, "model.max_epochs must be a positive integer, got 0"),
+        ({"max_epochs": 0}, "model.max_epochs must be null or a positive integer, got 0"),
         ({"trainer": {"max_epochs": -2}}, "trainer.max_epochs must be a positive integer, got -2"),
         ({"trainer": {"no_such_argument": 1}}, "trainer.no_such_argument is not an argument"),
         ({"patience": 0}, "model.patience must be a positive integer"),
@@ -299,6 +299,106 @@ def test_parameters_can_be_checked_before_fit():
     with pytest.raises(PipelineError, match="model.lr must be > 0, got 0"):
         LinearRegression(lr=0)._validate_params()
     MLPRegressor()._validate_params()
+
+
+def test_capabilities_are_declared_not_guessed_from_modules():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler as Scaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    from pipeline.models import requires
+
+    for model in (LogisticRegression(), SoftmaxRegression(), LinearRegression(), MLPRegressor()):
+        assert requires(model) == {"torch", "device"}
+    assert requires(make_pipeline(Scaler(), MLPClassifier())) == {"torch", "device"}
+    assert requires(make_pipeline(Scaler(), DecisionTreeClassifier())) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"no_such_argument": 1}, r"^trainer.no_such_argument is not an argument"),
+        ({"accumulate_grad_batches": 4}, r"^trainer.accumulate_grad_batches=4 is not supported"),
+        ({"val_check_interval": 0.5}, r"^trainer.val_check_interval=0.5 is not supported.*"
+                                      r"once per epoch"),
+        ({"devices": 0}, r"^trainer.devices=0 is refused by Lightning's Trainer"),
+    ],
+)
+def test_check_trainer_refuses_in_one_line_as_fit_would(iris, trainer, message):
+    model = MLPClassifier(max_epochs=1, trainer=trainer)
+    for attempt in (model.check_trainer, lambda: model.fit(*iris[::2])):
+        with pytest.raises(PipelineError, match=message) as refused:
+            attempt()
+        assert "\n" not in str(refused.value)
+
+
+def test_check_trainer_accepts_what_fit_accepts():
+    MLPClassifier(trainer={"accelerator": "cpu", "max_steps": 3}).check_trainer()
+
+
+# -- step-based Trainer arguments: every Lightning step is one mini-batch -----------------------
+
+
+def test_max_steps_stops_after_that_many_optimizer_steps(iris):
+    X_train, _, y_train, _ = iris  # 112 rows: 101 to train on, 7 batches of 16 an epoch
+    model = SoftmaxRegression(batch_size=16, max_epochs=50, random_state=0)
+    model.set_params(trainer={"max_steps": 10}).fit(X_train, y_train)
+    assert model.n_steps_ == 10
+    assert model.n_epochs_ == 2 and len(model.history_["val_loss"]) == 2
+    unlimited = clone(model).set_params(trainer=None, max_epochs=3).fit(X_train, y_train)
+    assert unlimited.n_steps_ == 3 * 7
+
+
+def test_limit_train_batches_limits_each_epoch(iris):
+    model = SoftmaxRegression(batch_size=16, max_epochs=3, random_state=0)
+    model.set_params(trainer={"limit_train_batches": 2}).fit(*iris[::2])
+    assert model.n_steps_ == 3 * 2 and model.n_epochs_ == 3
+    half = clone(model).set_params(trainer={"limit_train_batches": 0.5}).fit(*iris[::2])
+    assert half.n_steps_ == 3 * 3  # int(7 * 0.5) batches an epoch
+
+
+def test_a_lightning_step_per_batch_learns_the_same_weights(iris):
+    X_train, X_test, y_train, _ = iris
+    model = MLPClassifier(batch_size=16, max_epochs=4, dropout=0.1, random_state=0)
+    fused = clone(model).fit(X_train, y_train)
+    per_batch = clone(model).set_params(trainer={"max_steps": 10**6}).fit(X_train, y_train)
+    assert per_batch.n_steps_ == fused.n_steps_ == 4 * 7
+    np.testing.assert_allclose(per_batch.predict_proba(X_test), fused.predict_proba(X_test),
+                               rtol=1e-6)
+    assert per_batch.history_ == pytest.approx(fused.history_)
+
+
+def test_per_batch_callbacks_see_every_optimizer_step(iris):
+    import lightning.pytorch as pl
+
+    seen = []
+
+    class CountBatches(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(trainer.global_step)
+
+    model = SoftmaxRegression(batch_size=16, max_epochs=2, random_state=0,
+                              trainer={"callbacks": [CountBatches()]})
+    model.fit(*iris[::2])
+    assert seen == list(range(1, model.n_steps_ + 1)) and model.n_steps_ == 2 * 7
+
+
+# -- a new architecture: one small class ------------------------------------------------------
+
+
+def test_a_subclass_lists_its_own_and_the_shared_arguments():
+    from pipeline.models.neural import TorchRegressor
+
+    class Wide(TorchRegressor):
+        def __init__(self, *, width=8, lr=0.05, **shared):
+            super().__init__(lr=lr, **shared)
+            self.width = width
+
+    params = Wide(width=3, patience=2).get_params()
+    assert params["width"] == 3 and params["lr"] == 0.05 and params["patience"] == 2
+    assert set(params) == set(LinearRegression().get_params()) | {"width"}
+    model = Wide(width=5, momentum=0.5)
+    assert clone(model).get_params() == model.get_params()
 
 
 def test_logistic_threshold_is_validated(breast_cancer):

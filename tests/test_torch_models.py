@@ -10,6 +10,7 @@ from sklearn.linear_model import LinearRegression as ClosedForm
 from sklearn.preprocessing import StandardScaler
 from tests.conftest import all_runs, children, store_uri
 
+from pipeline.errors import PipelineError
 from pipeline.runner import run
 
 
@@ -118,3 +119,102 @@ def test_same_command_same_fold_metrics(make_cfg):
 def test_mlp_on_gpu(make_cfg):
     result = run(make_cfg("data=digits", "model=mlp", "trainer=gpu", "trainer.max_epochs=20"))
     assert result.score > 0.9
+
+
+def test_max_steps_through_a_job_counts_optimizer_steps(make_cfg, workdir):
+    # iris holdout: 112 training rows, 101 after validation: 7 batches of 16 an epoch.
+    result = run(make_cfg("data=iris", "model=softmax", "cv=holdout", "model.batch_size=16",
+                          "trainer.max_epochs=50", "+trainer.max_steps=10", "refit=false"))
+    [fold_id] = children(all_runs(workdir), result.run_id)["run_id"]
+    history = MlflowClient(store_uri(workdir)).get_metric_history(fold_id, "train_loss")
+    assert sorted(m.step for m in history) == [1, 2]  # 7 steps, then 3 of the second epoch
+
+
+def test_a_refused_trainer_argument_stops_the_job_before_any_run(make_cfg, workdir):
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError, match=r"^trainer.accumulate_grad_batches=2 is not "
+                                            r"supported by the torch models: .*; drop trainer"):
+        run(make_cfg("data=iris", "model=mlp", "+trainer.accumulate_grad_batches=2"))
+    assert all_runs(workdir).empty
+
+
+RESIDUAL_MODULE = '''
+from pipeline.models.neural import COUNT, TorchClassifier
+
+
+class ResidualClassifier(TorchClassifier):
+    """Blocks of x + relu(linear(x)) at one width, then the softmax head."""
+
+    model_name = "residual"
+    _parameter_constraints = {**TorchClassifier._parameter_constraints,
+                              "width": [COUNT], "depth": [COUNT]}
+
+    def __init__(self, *, width=16, depth=2, optimizer="adam", lr=0.01, **shared):
+        super().__init__(optimizer=optimizer, lr=lr, **shared)
+        self.width = width
+        self.depth = depth
+
+    def build_network(self, n_features, n_outputs):
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.linear = nn.Linear(width, width)
+
+            def forward(self, x):
+                return x + torch.relu(self.linear(x))
+
+        return nn.Sequential(nn.Linear(n_features, self.width),
+                             *(Block(self.width) for _ in range(self.depth)),
+                             nn.Linear(self.width, n_outputs))
+'''
+
+RESIDUAL_YAML = '''
+defaults:
+  - /torch_model@_here_
+  - _self_
+_target_: residual_net.ResidualClassifier
+name: residual
+width: 16
+depth: 2
+optimizer: adam
+lr: 0.01
+'''
+
+
+def test_a_new_architecture_is_one_class_and_one_yaml(make_cfg, workdir, tmp_path_factory,
+                                                      monkeypatch):
+    code = tmp_path_factory.mktemp("code")
+    (code / "residual_net.py").write_text(RESIDUAL_MODULE)
+    monkeypatch.syspath_prepend(str(code))
+    conf = tmp_path_factory.mktemp("conf")
+    (conf / "model").mkdir()
+    (conf / "model" / "residual.yaml").write_text(RESIDUAL_YAML)
+
+    result = run(make_cfg(f"hydra.searchpath=[file://{conf}]", "model=residual",
+                          "model.depth=3", "model.momentum=0.5", "data=wine",
+                          "trainer.max_epochs=15", "cv.n_splits=3", "refit=false"))
+    runs = all_runs(workdir)
+    parent = runs[runs["run_id"] == result.run_id].iloc[0]
+    assert parent["tags.mlflow.runName"] == "residual-kfold"
+    assert parent["params.model.depth"] == "3" and parent["params.model.momentum"] == "0.5"
+    folds = children(runs, result.run_id)
+    assert len(folds) == 3 and set(folds["status"]) == {"FINISHED"}
+    np.testing.assert_allclose(folds["metrics.test_accuracy"].to_numpy(),
+                               result.folds["test_accuracy"].to_numpy())
+    assert result.score > 0.85  # wine is easy for any working network
+    assert folds["metrics.val_loss"].notna().all()  # its learning curves were logged
+
+    from residual_net import ResidualClassifier
+
+    from pipeline.models import requires
+
+    assert requires(ResidualClassifier()) == {"torch", "device"}
+    assert ResidualClassifier(depth=4).get_params()["patience"] == 10
+
+    with pytest.raises(PipelineError, match=r"model.depth must be a positive integer, got 0"):
+        run(make_cfg(f"hydra.searchpath=[file://{conf}]", "model=residual", "model.depth=0",
+                     "data=wine"))

@@ -154,47 +154,12 @@ def _encoded_columns(dataset: Dataset, max_categories: int | None) -> tuple[int,
 # -- the Lightning Trainer ---------------------------------------------------------------
 
 def _trainer(model: Any) -> None:
-    """A torch model's `trainer.*` settings make a Lightning Trainer, as its `fit` will make
-    one (the same arguments, through the same code). Imports torch: torch models only."""
-    from pipeline.models.neural import _NeuralEstimator
+    """A model that trains on a device builds its Lightning Trainer from the `trainer.*`
+    settings as its `fit` will (the same arguments, through the same code)."""
+    from pipeline.models import requires
 
-    if not isinstance(model, _NeuralEstimator):
-        return
-    import lightning.pytorch as pl
-
-    from pipeline.models import _lightning
-
-    settings = model._validated_settings()
-    spec = _lightning.TrainSpec(task=model._task, seed=0, **settings)
-    _lightning._check_accelerator(spec.trainer_kwargs.get("accelerator", "auto"))
-    kwargs = _lightning._trainer_kwargs(spec, monitor="train_loss")  # refuses unknown keys
-    try:
-        with _lightning._quiet_lightning():
-            pl.Trainer(**kwargs)
-    except Exception as error:  # noqa: BLE001 - Lightning's refusals have no common type
-        raise PipelineError(_trainer_message(pl.Trainer, kwargs, spec.trainer_kwargs,
-                                             error)) from error
-
-
-def _trainer_message(trainer: type, kwargs: dict[str, Any], user: dict[str, Any],
-                     error: Exception) -> str:
-    """Lightning's reason, led by the setting it refused: the first `trainer.*` setting that
-    fails on its own, else all of them (a combination)."""
-    reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
-    chosen = {key: kwargs[key] for key in user if key in kwargs}  # as the fit would pass them
-    lean = {key: value for key, value in kwargs.items() if key not in chosen}
-    from pipeline.models import _lightning
-
-    for key, value in chosen.items():
-        try:
-            with _lightning._quiet_lightning():
-                trainer(**lean, **{key: value})
-        except Exception:  # noqa: BLE001
-            return (f"trainer.{key}={value} is refused by Lightning's Trainer: {reason}; "
-                    f"change or drop trainer.{key}")
-    listed = " ".join(f"trainer.{key}={value}" for key, value in chosen.items())
-    return (f"Lightning's Trainer refuses the settings {listed} together: {reason}; "
-            "change one of them")
+    if "device" in requires(model):
+        model.check_trainer()
 
 
 # -- names -----------------------------------------------------------------------------------

@@ -141,8 +141,9 @@ def progress(total: int, estimator: Any = None) -> Iterator[Callable[[Any], Any]
     per-epoch bar instead, so two live displays never fight over the terminal. Off a
     terminal, or for a single fold, nothing is drawn.
     """
-    model = estimator[-1] if estimator is not None else None
-    torch_model = type(model).__module__.startswith("pipeline.models")
+    from pipeline.models import requires
+
+    torch_model = estimator is not None and "torch" in requires(estimator)
     if not interactive() or total < 2 or torch_model:
         yield lambda row: row
         return

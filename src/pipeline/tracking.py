@@ -613,11 +613,12 @@ class Tracker:
         import mlflow.sklearn
         from mlflow.models import ModelSignature, infer_signature
 
+        from pipeline.models import requires
         from pipeline.predict import input_schema
 
         started = time.perf_counter()
         packages = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf"]
-        if type(model[-1]).__module__.startswith("pipeline."):
+        if "torch" in requires(model):
             packages.append("torch")
         # A local build tag (torch's "+cpu") is no pip requirement.
         requirements = [f"{name}=={version(name).split('+')[0]}" for name in packages]

@@ -83,3 +83,14 @@ def _validate_params(name: str, estimator: Any) -> None:
     except InvalidParameterError as error:
         message = str(error).replace("The '", "model.").replace("' parameter of ", " of ")
         raise PipelineError(f"model={name}: {message}") from error
+
+
+def requires(estimator: Any) -> frozenset[str]:
+    """What `estimator` needs beyond scikit-learn, as it declares in `pipeline_requires`:
+    "torch" (the package, also to load the model), "device" (a Lightning Trainer on an
+    accelerator, checked with its `check_trainer()`). A scikit-learn pipeline needs what its
+    steps need; scikit-learn's own estimators need nothing."""
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list):
+        return frozenset().union(*(requires(step) for _, step, *_ in steps))
+    return frozenset(getattr(estimator, "pipeline_requires", ()))

@@ -1,6 +1,7 @@
-"""The Lightning half of the torch estimators: network, LightningModule and the Trainer call.
+"""The Lightning half of the torch estimators: the LightningModule, the Trainer and its checks.
 
-Imported only inside ``fit`` so that importing :mod:`pipeline.models.neural` stays torch-free.
+Imported only inside ``fit`` and ``check_trainer`` so that importing :mod:`pipeline.models.neural`
+stays torch-free.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
@@ -29,8 +29,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from torch import nn
 
 from pipeline.errors import PipelineError
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+from pipeline.models.heads import Head
 
 # The devices with fused optimizer kernels in torch 2.x (Adagrad's are CPU-only, RMSprop has none).
 _FUSED_DEVICES = {
@@ -50,11 +49,29 @@ _NOISE_WARNINGS = (
 )
 
 
+# Trainer arguments that count steps or hook into one: with any of them set, each Lightning
+# step is one mini-batch (else, on one device, one step runs a whole epoch), so that they count
+# and see optimizer steps.
+STEP_ARGUMENTS = ("max_steps", "min_steps", "limit_train_batches", "log_every_n_steps",
+                  "max_time", "callbacks")
+# Trainer arguments that cannot mean here what they mean to Lightning, and why.
+REFUSED_ARGUMENTS = {
+    "accumulate_grad_batches": "they take an optimizer step per mini-batch; use a larger "
+                               "model.batch_size",
+    "gradient_clip_val": "they optimise manually, and Lightning clips gradients only for "
+                         "automatic optimisation",
+    "val_check_interval": "they validate once per epoch, on model.validation_fraction of the "
+                          "fold's training part",
+}
+_LIGHTNING_DEFAULTS = {"accumulate_grad_batches": 1, "gradient_clip_val": 0}
+
+
 @dataclass
 class TrainSpec:
-    """Everything the training loop needs besides the data; validated by the estimator."""
+    """Everything the training loop needs besides the data and the network; validated by the
+    estimator."""
 
-    task: str  # "binary", "multiclass" or "regression"
+    head: Head
     optimizer: str
     lr: float
     momentum: float
@@ -66,48 +83,6 @@ class TrainSpec:
     tol: float
     seed: int
     trainer_kwargs: dict[str, Any]
-    threshold: float = 0.5
-
-
-def build_network(
-    n_inputs: int, hidden_sizes: tuple[int, ...], n_outputs: int, activation: str, dropout: float
-) -> nn.Sequential:
-    """A feed-forward network; with no hidden layers it is a single linear layer."""
-    layers: list[nn.Module] = []
-    width = n_inputs
-    for size in hidden_sizes:
-        layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        width = size
-    layers.append(nn.Linear(width, n_outputs))
-    return nn.Sequential(*layers)
-
-
-def loss_function(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    if task == "binary":
-        return F.binary_cross_entropy_with_logits(output.squeeze(1), target)
-    if task == "multiclass":
-        return F.cross_entropy(output, target)
-    return F.mse_loss(output, target)
-
-
-def validation_score(
-    task: str, output: torch.Tensor, target: torch.Tensor, threshold: float
-) -> torch.Tensor:
-    """Accuracy for classifiers, R² (averaged over outputs) for regressors; stays on the device."""
-    if task == "binary":
-        logit_threshold = math.log(threshold / (1 - threshold))
-        return ((output.squeeze(1) > logit_threshold) == (target > 0.5)).float().mean()
-    if task == "multiclass":
-        return (output.argmax(1) == target).float().mean()
-    residual = ((target - output) ** 2).sum(0)
-    total = ((target - target.mean(0)) ** 2).sum(0)
-    # scikit-learn's convention for a constant target: 1 for a perfect fit, else 0.
-    r2 = torch.where(
-        total > 0, 1 - residual / total.clamp_min(1e-30), (residual == 0).to(residual.dtype)
-    )
-    return r2.mean()
 
 
 class _StepIndices:
@@ -147,7 +122,8 @@ class NetworkModule(pl.LightningModule):
         self.history: dict[str, list[float]] = {"train_loss": []}
         if val_data is not None:
             self.history["val_loss"] = []
-            self.history["val_r2" if spec.task == "regression" else "val_accuracy"] = []
+            self.history[f"val_{spec.head.score_name}"] = []
+        self.n_steps = 0
         self._data = data
         self._val_data = val_data
         self.batches_per_step = 1
@@ -203,6 +179,7 @@ class NetworkModule(pl.LightningModule):
         order = order[rank * self.n_local : (rank + 1) * self.n_local].to(self.device)
         self._epoch_X, self._epoch_y = X[order], y[order]
         self._loss_sum = torch.zeros((), device=self.device)
+        self._seen = 0
 
     def training_step(self, step: int, batch_idx: int) -> None:
         optimizer = self.optimizers()
@@ -211,33 +188,34 @@ class NetworkModule(pl.LightningModule):
             # Lightning's per-step hooks would all be no-ops here, yet cost about a quarter of a
             # small network's step: call torch directly.
             optimizer, backward = optimizer.optimizer, torch.Tensor.backward
-        network, size, task = self.network, self.batch_size, self.spec.task
+        network, size, loss_function = self.network, self.batch_size, self.spec.head.loss
         epoch_X, epoch_y, loss_sum = self._epoch_X, self._epoch_y, self._loss_sum
         first = step * self.batches_per_step
         for index in range(first, first + self.batches_per_step):
             X = epoch_X[index * size : (index + 1) * size]
             y = epoch_y[index * size : (index + 1) * size]
             optimizer.zero_grad()
-            loss = loss_function(task, network(X), y)
+            loss = loss_function(network(X), y)
             backward(loss)
             optimizer.step()
             # Stays on the device (in place, no host sync per step); read once per epoch.
             loss_sum.add_(loss.detach().float(), alpha=len(X))
+            self._seen += len(X)
+        self.n_steps += self.batches_per_step
 
     def on_train_epoch_end(self) -> None:
         loss_sum = self._loss_sum
         if self.trainer.world_size > 1:
             loss_sum = self.trainer.strategy.reduce(loss_sum, reduce_op="mean")
-        values = [loss_sum / self.n_local]
+        # The mean over the rows this epoch trained on: all of them unless a step limit cut it.
+        values = [loss_sum / max(self._seen, 1)]
         if self._val_data is not None:
             X_val, y_val = self._val_data
+            head = self.spec.head
             self.network.eval()
             with torch.no_grad():
                 output = self.network(X_val)
-                values += [loss_function(self.spec.task, output, y_val).float()]
-                values += [
-                    validation_score(self.spec.task, output, y_val, self.spec.threshold).float()
-                ]
+                values += [head.loss(output, y_val).float(), head.score(output, y_val).float()]
             self.network.train()
         epoch_values = torch.stack(values).tolist()  # the epoch's one host sync
         for key, value in zip(self.history, epoch_values, strict=True):
@@ -252,7 +230,7 @@ class NetworkModule(pl.LightningModule):
                 f"(e.g. model.lr={spec.lr / 10:g}) or standardise the features "
                 "(preprocess.scale=standard)"
             )
-        if self.log_metrics:  # self.log costs ~1 ms; only when a callback or progress bar reads it
+        if self.log_metrics:
             self.log("train_loss", train_loss, prog_bar=True)
             if self._val_data is not None:
                 self.log("val_loss", epoch_values[1], prog_bar=True)
@@ -270,11 +248,11 @@ class NetworkModule(pl.LightningModule):
             distributed.barrier()
             distributed.destroy_process_group()
 
-    def get_extra_state(self) -> dict[str, list[float]]:
-        return self.history
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"history": self.history, "n_steps": self.n_steps}
 
-    def set_extra_state(self, state: dict[str, list[float]]) -> None:
-        self.history = state
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.history, self.n_steps = state["history"], state["n_steps"]
 
 
 def _progress_bar_wanted() -> bool:
@@ -296,15 +274,21 @@ def _check_accelerator(accelerator: Any) -> None:
         )
 
 
-def _trainer_kwargs(spec: TrainSpec, monitor: str) -> dict[str, Any]:
-    """Lean defaults, then the user's ``trainer`` settings, then the resolved ``max_epochs``."""
-    user = {
-        key: value for key, value in spec.trainer_kwargs.items() if not str(key).startswith("_")
-    }
+def trainer_arguments(spec: TrainSpec, monitor: str) -> dict[str, Any]:
+    """Lean defaults, then the user's ``trainer`` settings, then the resolved ``max_epochs``.
+
+    Refuses, in one line, a key that is no argument of Lightning's Trainer and one that cannot
+    mean here what it means to Lightning (``REFUSED_ARGUMENTS``)."""
+    user = _user_arguments(spec)
     accepted = inspect.signature(pl.Trainer.__init__).parameters
-    for key in user:
+    for key, value in user.items():
         if key not in accepted:
             raise PipelineError(f"trainer.{key} is not an argument of Lightning's Trainer")
+        if key in REFUSED_ARGUMENTS and value not in (None, _LIGHTNING_DEFAULTS.get(key)):
+            raise PipelineError(
+                f"trainer.{key}={value} is not supported by the torch models: "
+                f"{REFUSED_ARGUMENTS[key]}; drop trainer.{key}"
+            )
     kwargs: dict[str, Any] = {
         "logger": False,
         "enable_checkpointing": False,
@@ -329,6 +313,55 @@ def _trainer_kwargs(spec: TrainSpec, monitor: str) -> dict[str, Any]:
         )
     kwargs["callbacks"] = callbacks
     return kwargs
+
+
+def _user_arguments(spec: TrainSpec) -> dict[str, Any]:
+    """The ``trainer`` settings meant for Lightning (not Hydra's ``_target_``-style keys)."""
+    return {key: value for key, value in spec.trainer_kwargs.items()
+            if not str(key).startswith("_")}
+
+
+def _counts_steps(spec: TrainSpec) -> bool:
+    """Whether a user's Trainer argument counts Lightning's steps or hooks into them."""
+    user = _user_arguments(spec)
+    limit = user.get("limit_train_batches")
+    return (
+        user.get("max_steps") not in (None, -1)
+        or user.get("min_steps") is not None
+        or not (limit is None or (isinstance(limit, float) and limit == 1.0))
+        or any(user.get(key) is not None for key in ("log_every_n_steps", "max_time"))
+        or bool(user.get("callbacks"))
+    )
+
+
+def make_trainer(spec: TrainSpec, monitor: str) -> pl.Trainer:
+    """The Lightning Trainer for ``spec``, Lightning's info banners quieted; a setting that
+    Lightning refuses is a PipelineError of one line naming it."""
+    _check_accelerator(spec.trainer_kwargs.get("accelerator", "auto"))
+    kwargs = trainer_arguments(spec, monitor)
+    try:
+        with _quiet_lightning():
+            return pl.Trainer(**kwargs)
+    except Exception as error:  # noqa: BLE001 - Lightning's refusals have no common type
+        raise PipelineError(_refusal(kwargs, _user_arguments(spec), error)) from error
+
+
+def _refusal(kwargs: dict[str, Any], user: dict[str, Any], error: Exception) -> str:
+    """Lightning's reason, led by the setting it refused: the first `trainer.*` setting that
+    fails on its own, else all of them (a combination)."""
+    reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
+    chosen = {key: kwargs[key] for key in user if key in kwargs}  # as the fit would pass them
+    lean = {key: value for key, value in kwargs.items() if key not in chosen}
+    for key, value in chosen.items():
+        try:
+            with _quiet_lightning():
+                pl.Trainer(**lean, **{key: value})
+        except Exception:  # noqa: BLE001
+            return (f"trainer.{key}={value} is refused by Lightning's Trainer: {reason}; "
+                    f"change or drop trainer.{key}")
+    listed = " ".join(f"trainer.{key}={value}" for key, value in chosen.items())
+    return (f"Lightning's Trainer refuses the settings {listed} together: {reason}; "
+            "change one of them")
 
 
 @contextlib.contextmanager
@@ -380,45 +413,42 @@ def _fit_passing_interrupts(
         raise exit_.__context__ from None
 
 
-def _per_step_hooks_are_no_ops(trainer: pl.Trainer, spec: TrainSpec) -> bool:
+def _per_step_hooks_are_no_ops(trainer: pl.Trainer) -> bool:
     """True when Lightning's backward and optimizer-step wrappers would add nothing but time.
 
-    That is: plain 32-bit precision, one device, no profiler, no logger or step limit that reads
-    the step counter, and no user callbacks that could hook into a step.
+    That is: plain 32-bit precision, one device, no profiler, no logger; the arguments that
+    read the step counter or hook into a step (``STEP_ARGUMENTS``) run per batch anyway.
     """
     return (
         type(trainer.precision_plugin) is Precision
         and isinstance(trainer.strategy, SingleDeviceStrategy)
         and isinstance(trainer.profiler, PassThroughProfiler)
         and not trainer.loggers
-        and trainer.max_steps == -1
-        and not spec.trainer_kwargs.get("callbacks")
     )
 
 
 def train(
     spec: TrainSpec,
-    n_inputs: int,
-    n_outputs: int,
-    network_args: Mapping[str, Any],
+    build_network: Callable[[], nn.Module],
     data: tuple[torch.Tensor, torch.Tensor],
     val_data: tuple[torch.Tensor, torch.Tensor] | None,
-) -> tuple[nn.Module, dict[str, list[float]]]:
-    """Builds the network and fits it with a Lightning Trainer; returns it (on the CPU) and its
-    per-epoch history."""
-    _check_accelerator(spec.trainer_kwargs.get("accelerator", "auto"))
-    kwargs = _trainer_kwargs(spec, monitor="val_loss" if val_data is not None else "train_loss")
+) -> tuple[nn.Module, dict[str, list[float]], int]:
+    """Builds the network (seeded) and fits it with a Lightning Trainer; returns it (on the
+    CPU), its per-epoch history and the number of optimizer steps taken."""
+    monitor = "val_loss" if val_data is not None else "train_loss"
+    trainer = make_trainer(spec, monitor)
     with _quiet_lightning():
-        trainer = pl.Trainer(**kwargs)
         device = trainer.strategy.root_device
         # Seeded without touching the caller's global RNG state (CPU and the GPU in use).
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(spec.seed)
-            network = build_network(n_inputs, n_outputs=n_outputs, **network_args)
-            module = NetworkModule(network, spec, data, val_data)
-            module.log_metrics = bool(kwargs["callbacks"]) or bool(kwargs["enable_progress_bar"])
-            fused = isinstance(trainer.strategy, SingleDeviceStrategy)
-            module.direct_steps = fused and _per_step_hooks_are_no_ops(trainer, spec)
+            module = NetworkModule(build_network(), spec, data, val_data)
+            # self.log costs ~1 ms an epoch: only for a callback or a progress bar to read.
+            module.log_metrics = (bool(_user_arguments(spec).get("callbacks"))
+                                  or spec.early_stopping
+                                  or trainer.progress_bar_callback is not None)
+            fused = isinstance(trainer.strategy, SingleDeviceStrategy) and not _counts_steps(spec)
+            module.direct_steps = fused and _per_step_hooks_are_no_ops(trainer)
             steps = module.plan(trainer.world_size, fused)
             _fit_passing_interrupts(trainer, module, steps)
-    return module.network.cpu().eval(), module.history
+    return module.network.cpu().eval(), module.history, module.n_steps

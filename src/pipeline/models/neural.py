@@ -1,23 +1,35 @@
 """Torch models as scikit-learn estimators: ``fit`` hands a LightningModule to a Lightning Trainer.
 
-Importing this module, or constructing an estimator, does not import torch or Lightning.
+A new architecture is a subclass of :class:`TorchClassifier` or :class:`TorchRegressor` that
+overrides :meth:`TorchEstimator.build_network` (and takes its own arguments, if any), plus a
+``conf/model/*.yaml`` naming it. Importing this module, or constructing an estimator, does not
+import torch or Lightning.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline.errors import PipelineError
+from pipeline.models.heads import BinaryHead, Head, MulticlassHead, RegressionHead
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
@@ -29,16 +41,44 @@ class _TargetError(PipelineError, ValueError):
     """A target these estimators cannot learn from; a ValueError too, as scikit-learn expects."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+class Choice(StrOptions):
+    """scikit-learn's ``StrOptions`` that remembers the order its options are listed in."""
+
+    def __init__(self, options: Sequence[str]) -> None:
+        super().__init__(set(options))
+        self.ordered = tuple(options)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+class LayerSizes(Options):
+    """A positive integer, or a non-empty list of them: the widths of the hidden layers.
+
+    An ``Options`` only in that scikit-learn's validation accepts that family of constraints.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(object, set())
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        sizes = (val,) if _is_int(val) else val
+        return (
+            isinstance(sizes, Sequence)
+            and not isinstance(sizes, str)
+            and len(sizes) > 0
+            and all(_is_int(size) and size > 0 for size in sizes)
+        )
+
+    def __str__(self) -> str:
+        return "a non-empty list of positive integers (e.g. [64, 32])"
 
 
-class _NeuralEstimator(BaseEstimator):
-    """Shared fit/predict machinery; subclasses declare their parameters and their task.
+POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+NON_NEGATIVE = Interval(numbers.Real, 0, None, closed="left")
+COUNT = Interval(numbers.Integral, 1, None, closed="left")
+FRACTION = Interval(numbers.Real, 0, 1, closed="left")
+
+
+class TorchEstimator(BaseEstimator):
+    """The torch family's shared arguments, their validation, and fit/predict through Lightning.
 
     Training settings common to every torch estimator (their ``model.<name>`` config keys):
 
@@ -56,144 +96,199 @@ class _NeuralEstimator(BaseEstimator):
     - ``random_state``: seeds weight initialisation, shuffling, dropout and the validation split;
       the same value gives the same weights on the CPU. Global RNG state is left untouched.
     - ``trainer``: extra Lightning ``Trainer`` arguments (``accelerator``, ``devices``,
-      ``strategy``, ``precision``, ``callbacks``, ...). They override this estimator's lean
-      defaults (no logger, no checkpointing, no model summary; a progress bar only on a terminal
-      outside CI); ``max_epochs`` follows the rule above.
+      ``strategy``, ``precision``, ``callbacks``, ``max_steps``, ``limit_train_batches``, ...).
+      They override this estimator's lean defaults (no logger, no checkpointing, no model
+      summary; a progress bar only on a terminal outside CI); ``max_epochs`` follows the rule
+      above. Every Lightning step is one mini-batch's optimizer step.
 
     After ``fit``: ``module_`` (the torch network, on the CPU), ``history_`` (per-epoch lists:
     ``train_loss``, and with a validation part ``val_loss`` plus ``val_accuracy`` or ``val_r2``),
-    ``n_epochs_`` (epochs actually run) and ``n_features_in_``; the models without hidden layers
-    also have scikit-learn's ``coef_`` and ``intercept_``. Regressors learn a standardised
-    target, so their losses are in units of the target's variance.
+    ``n_epochs_`` (epochs run), ``n_steps_`` (optimizer steps taken), ``head_`` (the fitted
+    :mod:`~pipeline.models.heads` head) and ``n_features_in_``; a network that is one linear
+    layer also gives scikit-learn's ``coef_`` and ``intercept_``.
+
+    A subclass's ``__init__`` takes its own arguments (and any default it changes) and passes
+    the rest on as ``**shared``; its signature, as scikit-learn reads it, is completed with the
+    shared ones, so ``get_params``, ``set_params`` and ``clone`` see every argument.
     """
 
-    _task: str  # "binary", "multiclass" or "regression"
-    _model_name: str  # the config group option, for error messages
-    _has_hidden_layers = False
+    # What this family needs beyond scikit-learn (see `pipeline.models.requires`).
+    pipeline_requires: ClassVar[frozenset[str]] = frozenset({"torch", "device"})
+    # The config group option, for error messages; None: the class's name.
+    model_name: ClassVar[str | None] = None
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "optimizer": [Choice(OPTIMIZERS)],
+        "lr": [POSITIVE],
+        "momentum": [NON_NEGATIVE],
+        "weight_decay": [NON_NEGATIVE],
+        "batch_size": [None, COUNT],
+        "max_epochs": [None, COUNT],
+        "early_stopping": ["boolean"],
+        "patience": [COUNT],
+        "tol": [NON_NEGATIVE],
+        "validation_fraction": [FRACTION],
+        "random_state": ["random_state"],
+        "trainer": [None, Mapping],
+    }
+
+    def __init__(
+        self,
+        *,
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        batch_size: int | None = 32,
+        max_epochs: int | None = None,
+        early_stopping: bool = False,
+        patience: int = 10,
+        tol: float = 1e-4,
+        validation_fraction: float = 0.1,
+        random_state: int | None = None,
+        trainer: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.tol = tol
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.trainer = trainer
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Completes a subclass's ``__init__(self, *, own..., **shared)`` signature with the
+        shared arguments it passes on, so that scikit-learn's ``get_params`` lists them all."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        own = inspect.signature(init)
+        parameters = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        if len(parameters) < len(own.parameters):
+            names = {p.name for p in parameters}
+            inherited = inspect.signature(super(cls, cls).__init__).parameters.values()
+            parameters += [p for p in inherited if p.name not in names and p.name != "self"]
+        init.__signature__ = own.replace(parameters=parameters)
+
+    # -- what a subclass provides ------------------------------------------------------------
+
+    def build_network(self, n_features: int, n_outputs: int) -> Any:
+        """The network to train: a ``torch.nn.Module`` from ``n_features`` inputs to
+        ``n_outputs`` raw outputs (logits, or the standardised target). Called inside ``fit``,
+        under the estimator's seed; this default is one linear layer."""
+        from torch import nn
+
+        return nn.Sequential(nn.Linear(n_features, n_outputs))
+
+    def make_head(self) -> Head:
+        """The task's head, unfitted: loss, validation score, target encoding, predictions."""
+        raise NotImplementedError
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _validate_params(self) -> None:
+        """Checks every argument against ``_parameter_constraints``; a refusal is a
+        PipelineError of one line that names the key, as ``fit`` raises before training."""
+        params = self.get_params(deep=False)
+        for name, constraints in self._parameter_constraints.items():
+            _check(f"model.{name}", params[name], constraints)
+
+    def check_trainer(self) -> None:
+        """Validates the arguments and builds the Lightning Trainer as ``fit`` will (the same
+        code), so that a setting Lightning refuses is a PipelineError before any training.
+        Imports torch and Lightning."""
+        from pipeline.models import _lightning
+
+        spec = self._training_spec(seed=0)
+        monitor = "val_loss" if self.validation_fraction > 0 else "train_loss"
+        _lightning.make_trainer(spec, monitor)
+
+    def _training_spec(self, seed: int) -> Any:
+        """The validated settings for the Lightning side."""
+        from pipeline.models import _lightning
+
+        self._validate_params()
+        trainer_kwargs = _plain(self.trainer or {})
+        max_epochs = self.max_epochs
+        if max_epochs is None:
+            max_epochs = trainer_kwargs.get("max_epochs")
+            if max_epochs is not None:
+                _check("trainer.max_epochs", max_epochs, [COUNT])
+        return _lightning.TrainSpec(
+            head=self.make_head(),
+            optimizer=self.optimizer,
+            lr=float(self.lr),
+            momentum=float(self.momentum),
+            weight_decay=float(self.weight_decay),
+            batch_size=None if self.batch_size is None else int(self.batch_size),
+            max_epochs=int(DEFAULT_MAX_EPOCHS if max_epochs is None else max_epochs),
+            early_stopping=bool(self.early_stopping),
+            patience=int(self.patience),
+            tol=float(self.tol),
+            seed=seed,
+            trainer_kwargs=trainer_kwargs,
+        )
 
     # -- fit ---------------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any) -> _NeuralEstimator:
+    def fit(self, X: Any, y: Any) -> TorchEstimator:
         """Trains the network on ``X``, ``y``; returns ``self``."""
-        settings = self._validated_settings()
+        self._validate_params()
+        spec = self._training_spec(seed=self._seed())
         X, y = self._validate_training_data(X, y)
-        y_encoded, n_outputs = self._encode_target(y)
+        head = spec.head
+        y_encoded, n_outputs = head.encode(y)
+        self._check_target(head)
+        train_rows, val_rows = self._split(y_encoded, spec.seed, head.stratify)
 
-        seed = self._seed()
-        train_rows, val_rows = self._split(y_encoded, seed)
+        import torch
 
         from pipeline.models import _lightning
 
-        spec = _lightning.TrainSpec(task=self._task, seed=seed, **settings)
-        X_t, y_t = self._tensors(X, y_encoded)
+        X_t, y_t = torch.tensor(X, dtype=torch.float32), head.target_tensor(y_encoded)
         data = (X_t[train_rows], y_t[train_rows])
         val_data = (X_t[val_rows], y_t[val_rows]) if val_rows is not None else None
-        self.module_, self.history_ = _lightning.train(
-            spec, X.shape[1], n_outputs, self._network_args(), data, val_data
+        n_features = X.shape[1]
+        fitted = _lightning.train(
+            spec, lambda: self.build_network(n_features, n_outputs), data, val_data
         )
+        self.head_ = head
+        self.module_, self.history_, self.n_steps_ = fitted
         self.n_epochs_ = len(self.history_["train_loss"])
-        if not self._has_hidden_layers:
-            layer = self.module_[0]
-            self._set_coefficients(
+        layer = _single_linear_layer(self.module_)
+        if layer is not None:
+            self.coef_, self.intercept_ = head.coefficients(
                 layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy()
             )
         return self
 
-    def _validate_params(self) -> None:
-        """Raises PipelineError for a bad constructor argument, as ``fit`` does before training.
-
-        Lets a runner check a config before any long work.
-        """
-        self._validated_settings()
-
-    def _network_args(self) -> dict[str, Any]:
-        if not self._has_hidden_layers:
-            return {"hidden_sizes": (), "activation": "relu", "dropout": 0.0}
-        return {
-            "hidden_sizes": _hidden_sizes(self),
-            "activation": self.activation,
-            "dropout": self.dropout,
-        }
-
-    def _validated_settings(self) -> dict[str, Any]:
-        """Checks the constructor arguments; returns the settings for the Lightning side."""
-        if self.optimizer not in OPTIMIZERS:
-            raise PipelineError(
-                f"model.optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
-            )
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise PipelineError(f"model.lr must be > 0, got {self.lr}")
-        for key in ("momentum", "weight_decay", "tol"):
-            value = getattr(self, key)
-            if not _is_number(value) or value < 0:
-                raise PipelineError(f"model.{key} must be >= 0, got {value}")
-        if self.batch_size is not None and not (_is_int(self.batch_size) and self.batch_size > 0):
-            raise PipelineError(
-                f"model.batch_size must be null or a positive integer, got {self.batch_size}"
-            )
-        if not isinstance(self.early_stopping, bool | np.bool_):
-            raise PipelineError(
-                f"model.early_stopping must be true or false, got {self.early_stopping}"
-            )
-        if not (_is_int(self.patience) and self.patience > 0):
-            raise PipelineError(f"model.patience must be a positive integer, got {self.patience}")
-        fraction = self.validation_fraction
-        if not _is_number(fraction) or not 0 <= fraction < 1:
-            raise PipelineError(f"model.validation_fraction must be in [0, 1), got {fraction}")
-        if self.trainer is not None and not isinstance(self.trainer, Mapping):
-            raise PipelineError(
-                f"trainer must be a mapping of Lightning Trainer arguments, got {self.trainer!r}"
-            )
-        trainer_kwargs = _plain(self.trainer or {})
-        max_epochs, key = self.max_epochs, "model.max_epochs"
-        if max_epochs is None:
-            max_epochs, key = trainer_kwargs.get("max_epochs"), "trainer.max_epochs"
-        if max_epochs is None:
-            max_epochs = DEFAULT_MAX_EPOCHS
-        if not (_is_int(max_epochs) and max_epochs > 0):
-            raise PipelineError(f"{key} must be a positive integer, got {max_epochs}")
-        if self._has_hidden_layers:
-            _hidden_sizes(self)
-            if self.activation not in ACTIVATIONS:
-                raise PipelineError(
-                    f"model.activation={self.activation!r} is not one of {', '.join(ACTIVATIONS)}"
-                )
-            if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
-                raise PipelineError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        settings = {
-            "optimizer": self.optimizer,
-            "lr": float(self.lr),
-            "momentum": float(self.momentum),
-            "weight_decay": float(self.weight_decay),
-            "batch_size": None if self.batch_size is None else int(self.batch_size),
-            "max_epochs": int(max_epochs),
-            "early_stopping": bool(self.early_stopping),
-            "patience": int(self.patience),
-            "tol": float(self.tol),
-            "trainer_kwargs": trainer_kwargs,
-        }
-        if self._task == "binary":
-            if not _is_number(self.threshold) or not 0 < self.threshold < 1:
-                raise PipelineError(f"model.threshold must be in (0, 1), got {self.threshold}")
-            settings["threshold"] = float(self.threshold)
-        return settings
-
     def _validate_training_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         return validate_data(self, X, y, dtype=(np.float32, np.float64))
+
+    def _check_target(self, head: Head) -> None:
+        """A target the head has encoded that the model still cannot learn from."""
 
     def _seed(self) -> int:
         if _is_int(self.random_state):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _split(self, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _split(
+        self, y: np.ndarray, seed: int, stratify: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Row indices of the training and the validation part (None when there is none)."""
         n = len(y)
         n_val = math.ceil(self.validation_fraction * n)
         if n_val == 0 or n_val >= n:
             return np.arange(n), None
         splitter = ShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
-        if self._task != "regression":
+        if stratify:
             counts = np.bincount(y)
             n_classes = len(counts)
             if counts.min() >= 2 and n_val >= n_classes and n - n_val >= n_classes:
@@ -217,6 +312,201 @@ class _NeuralEstimator(BaseEstimator):
                 outputs.append(self.module_(chunk).double().numpy())
         return np.concatenate(outputs)
 
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted classes or target values (shaped like the ``y`` given to ``fit``)."""
+        output = self._forward(X)  # first: it checks that the estimator is fitted
+        return self.head_.predict(output)
+
+
+class TorchClassifier(ClassifierMixin, TorchEstimator):
+    """A torch classifier: a logit per class, softmax and cross-entropy. With the default
+    network (one linear layer) it is multinomial logistic regression."""
+
+    def make_head(self) -> Head:
+        return MulticlassHead()
+
+    def _check_target(self, head: Head) -> None:
+        self.classes_ = head.classes_
+        n_classes, name = len(self.classes_), self.model_name or type(self).__name__
+        if n_classes < 2:
+            raise _TargetError(
+                f"model={name} needs at least 2 classes, but the target has only one class: "
+                f"{self.classes_[0]!r}"
+            )
+        if head.max_classes is not None and n_classes > head.max_classes:
+            raise _TargetError(
+                f"Only binary classification is supported by model={name}, but the target has "
+                f"{n_classes} classes; use model=softmax or model=mlp"
+            )
+
+    def _validate_training_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        X, y = super()._validate_training_data(X, y)
+        check_classification_targets(y)
+        return X, y
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), columns ordered as ``classes_``."""
+        output = self._forward(X)
+        return self.head_.predict_proba(output)
+
+
+class TorchRegressor(RegressorMixin, TorchEstimator):
+    """A torch regressor: an output per target column on the squared error. It learns a
+    standardised target, so its losses are in units of the target's variance."""
+
+    def make_head(self) -> Head:
+        return RegressionHead()
+
+    def _validate_training_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        return validate_data(
+            self, X, y, dtype=(np.float32, np.float64), y_numeric=True, multi_output=True
+        )
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+class LogisticRegression(TorchClassifier):
+    """Binary logistic regression: one linear unit, sigmoid, trained on binary cross-entropy.
+
+    ``predict`` says positive when P(positive) > ``threshold``. For more than two classes use
+    :class:`SoftmaxRegression`. Other parameters: see :class:`TorchEstimator`.
+    """
+
+    model_name = "logistic"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchEstimator._parameter_constraints,
+        "threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(self, *, threshold: float = 0.5, **shared: Any) -> None:
+        super().__init__(**shared)
+        self.threshold = threshold
+
+    def make_head(self) -> Head:
+        return BinaryHead(float(self.threshold))
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+class SoftmaxRegression(TorchClassifier):
+    """Multinomial logistic regression: a linear layer and softmax, trained on cross-entropy."""
+
+    model_name = "softmax"
+
+
+class LinearRegression(TorchRegressor):
+    """Linear regression fitted by gradient descent on the mean squared error."""
+
+    model_name = "linear"
+
+    def __init__(self, *, lr: float = 0.01, **shared: Any) -> None:
+        super().__init__(lr=lr, **shared)
+
+
+class FeedForward(TorchEstimator):
+    """Hidden layers before the head: ``hidden_sizes`` lists their widths, ``activation`` is
+    one of relu, tanh, sigmoid, gelu, ``dropout`` the drop probability after each."""
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchEstimator._parameter_constraints,
+        "hidden_sizes": [LayerSizes()],
+        "activation": [Choice(ACTIVATIONS)],
+        "dropout": [FRACTION],
+    }
+
+    def __init__(
+        self,
+        *,
+        hidden_sizes: Sequence[int] = (64,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        batch_size: int | None = 64,
+        **shared: Any,
+    ) -> None:
+        super().__init__(optimizer=optimizer, lr=lr, batch_size=batch_size, **shared)
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.dropout = dropout
+
+    def build_network(self, n_features: int, n_outputs: int) -> Any:
+        from torch import nn
+
+        activations = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+        sizes = (self.hidden_sizes,) if _is_int(self.hidden_sizes) else self.hidden_sizes
+        layers: list[nn.Module] = []
+        width = n_features
+        for size in sizes:
+            layers += [nn.Linear(width, int(size)), activations[self.activation]()]
+            if self.dropout > 0:
+                layers.append(nn.Dropout(self.dropout))
+            width = int(size)
+        layers.append(nn.Linear(width, n_outputs))
+        return nn.Sequential(*layers)
+
+
+class MLPClassifier(FeedForward, TorchClassifier):
+    """Multilayer perceptron classifier: hidden layers, then a softmax head on cross-entropy."""
+
+    model_name = "mlp"
+
+
+class MLPRegressor(FeedForward, TorchRegressor):
+    """Multilayer perceptron regressor: hidden layers, then a linear head on the squared error."""
+
+    model_name = "mlp"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _check(key: str, value: Any, constraints: list[Any]) -> None:
+    """scikit-learn's check of ``value`` against ``constraints``; a refusal is one line that
+    names ``key``, the accepted values and the value given."""
+    try:
+        validate_parameter_constraints({key: constraints}, {key: value}, caller_name=key)
+    except InvalidParameterError:
+        choices = [c for c in constraints if isinstance(c, Choice)]
+        if choices:
+            message = f"{key}={value!r} is not one of {', '.join(choices[0].ordered)}"
+        else:
+            accepted = " or ".join(_describe(constraint) for constraint in constraints)
+            message = f"{key} must be {accepted}, got {value}"
+        raise PipelineError(message) from None
+
+
+def _describe(constraint: Any) -> str:
+    if constraint is None:
+        return "null"
+    if constraint == "boolean":
+        return "true or false"
+    if constraint == "random_state":
+        return "an integer seed"
+    if isinstance(constraint, type):
+        return f"a {constraint.__name__.lower()}"
+    if not isinstance(constraint, Interval):
+        return str(constraint)
+    left, right, closed = constraint.left, constraint.right, constraint.closed
+    if constraint.type is numbers.Integral and left == 1 and right is None:
+        return "a positive integer"
+    if right is None:
+        return f"{'>=' if closed in ('left', 'both') else '>'} {left:g}"
+    opening = "[" if closed in ("left", "both") else "("
+    closing = "]" if closed in ("right", "both") else ")"
+    return f"in {opening}{left:g}, {right:g}{closing}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
 
 def _plain(value: Any) -> Any:
     """Config containers (e.g. OmegaConf's) as plain dicts and lists, which Lightning expects."""
@@ -227,288 +517,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _hidden_sizes(estimator: Any) -> tuple[int, ...]:
-    """``hidden_sizes`` as a tuple of positive ints; a single int means one hidden layer."""
-    sizes = estimator.hidden_sizes
-    if _is_int(sizes):
-        sizes = (sizes,)
-    ok = (
-        isinstance(sizes, Sequence)
-        and not isinstance(sizes, str)
-        and len(sizes) > 0
-        and all(_is_int(size) and size > 0 for size in sizes)
-    )
-    if not ok:
-        raise PipelineError(
-            "model.hidden_sizes must be a non-empty list of positive integers (e.g. [64, 32]), "
-            f"got {sizes}"
-        )
-    return tuple(int(size) for size in sizes)
+def _single_linear_layer(network: Any) -> Any:
+    """The network's only layer when it is one ``nn.Linear`` (alone or in a Sequential)."""
+    from torch import nn
 
-
-class _NeuralClassifier(ClassifierMixin, _NeuralEstimator):
-    def _encode_target(self, y: np.ndarray) -> tuple[np.ndarray, int]:
-        check_classification_targets(y)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise _TargetError(
-                f"model={self._model_name} needs at least 2 classes, but the target has only "
-                f"one class: {self.classes_[0]!r}"
-            )
-        if self._task == "binary" and n_classes > 2:
-            raise _TargetError(
-                f"Only binary classification is supported by model={self._model_name}, but the "
-                f"target has {n_classes} classes; use model=softmax or model=mlp"
-            )
-        return y_encoded, 1 if self._task == "binary" else n_classes
-
-    def _tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        import torch
-
-        target = torch.tensor(y, dtype=torch.float32 if self._task == "binary" else torch.long)
-        return torch.tensor(X, dtype=torch.float32), target
-
-    def _set_coefficients(self, weight: np.ndarray, bias: np.ndarray) -> None:
-        # scikit-learn's shapes: (1 or n_classes, n_features) and (1 or n_classes,)
-        self.coef_, self.intercept_ = weight, bias
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes), columns ordered as ``classes_``."""
-        logits = self._forward(X)
-        if self._task == "binary":
-            positive = 1 / (1 + np.exp(-logits[:, 0]))
-            return np.column_stack([1 - positive, positive])
-        logits -= logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits)
-        return probabilities / probabilities.sum(axis=1, keepdims=True)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class (for the binary logistic model: P(positive) > ``threshold``)."""
-        logits = self._forward(X)
-        if self._task == "binary":
-            positive = 1 / (1 + np.exp(-logits[:, 0]))
-            return self.classes_[(positive > self.threshold).astype(int)]
-        return self.classes_[logits.argmax(axis=1)]
-
-
-class _NeuralRegressor(RegressorMixin, _NeuralEstimator):
-    _task = "regression"
-
-    def _validate_training_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        return validate_data(
-            self, X, y, dtype=(np.float32, np.float64), y_numeric=True, multi_output=True
-        )
-
-    def _encode_target(self, y: np.ndarray) -> tuple[np.ndarray, int]:
-        y = np.asarray(y, dtype=np.float64)
-        self._y_2d = y.ndim == 2
-        y2 = y.reshape(len(y), -1)
-        # Learning a standardised target keeps one learning rate sensible for any target scale.
-        self.target_mean_ = y2.mean(axis=0)
-        scale = y2.std(axis=0)
-        self.target_scale_ = np.where(scale > 0, scale, 1.0)
-        return (y2 - self.target_mean_) / self.target_scale_, y2.shape[1]
-
-    def _tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        import torch
-
-        return torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
-
-    def _set_coefficients(self, weight: np.ndarray, bias: np.ndarray) -> None:
-        # Back from the standardised target to its own units, in scikit-learn's shapes.
-        coef = weight * self.target_scale_[:, None]
-        intercept = bias * self.target_scale_ + self.target_mean_
-        self.coef_, self.intercept_ = (coef, intercept) if self._y_2d else (coef[0], intercept[0])
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Predicted target values, shaped like the ``y`` given to ``fit``."""
-        prediction = self._forward(X) * self.target_scale_ + self.target_mean_
-        return prediction if self._y_2d else prediction[:, 0]
-
-    def __sklearn_tags__(self):  # noqa: ANN204
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        return tags
-
-
-class LogisticRegression(_NeuralClassifier):
-    """Binary logistic regression: one linear unit, sigmoid, trained on binary cross-entropy.
-
-    ``predict`` says positive when P(positive) > ``threshold``. For more than two classes use
-    :class:`SoftmaxRegression`. Other parameters: see the shared training settings below.
-    """
-
-    _task = "binary"
-    _model_name = "logistic"
-
-    def __init__(
-        self,
-        *,
-        threshold: float = 0.5,
-        optimizer: str = "sgd",
-        lr: float = 0.1,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        batch_size: int | None = 32,
-        max_epochs: int | None = None,
-        early_stopping: bool = False,
-        patience: int = 10,
-        tol: float = 1e-4,
-        validation_fraction: float = 0.1,
-        random_state: int | None = None,
-        trainer: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.threshold = threshold
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.tol = tol
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.trainer = trainer
-
-    def __sklearn_tags__(self):  # noqa: ANN204
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
-
-class SoftmaxRegression(_NeuralClassifier):
-    """Multinomial logistic regression: a linear layer and softmax, trained on cross-entropy."""
-
-    _task = "multiclass"
-    _model_name = "softmax"
-
-    def __init__(
-        self,
-        *,
-        optimizer: str = "sgd",
-        lr: float = 0.1,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        batch_size: int | None = 32,
-        max_epochs: int | None = None,
-        early_stopping: bool = False,
-        patience: int = 10,
-        tol: float = 1e-4,
-        validation_fraction: float = 0.1,
-        random_state: int | None = None,
-        trainer: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.tol = tol
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.trainer = trainer
-
-
-class LinearRegression(_NeuralRegressor):
-    """Linear regression fitted by gradient descent on the mean squared error."""
-
-    _model_name = "linear"
-
-    def __init__(
-        self,
-        *,
-        optimizer: str = "sgd",
-        lr: float = 0.01,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        batch_size: int | None = 32,
-        max_epochs: int | None = None,
-        early_stopping: bool = False,
-        patience: int = 10,
-        tol: float = 1e-4,
-        validation_fraction: float = 0.1,
-        random_state: int | None = None,
-        trainer: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.tol = tol
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-        self.trainer = trainer
-
-
-# The two MLPs take the same arguments; scikit-learn reads them from this signature.
-def _mlp_init(
-    self,
-    *,
-    hidden_sizes: Sequence[int] = (64,),
-    activation: str = "relu",
-    dropout: float = 0.0,
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    batch_size: int | None = 64,
-    max_epochs: int | None = None,
-    early_stopping: bool = False,
-    patience: int = 10,
-    tol: float = 1e-4,
-    validation_fraction: float = 0.1,
-    random_state: int | None = None,
-    trainer: Mapping[str, Any] | None = None,
-) -> None:
-    self.hidden_sizes = hidden_sizes
-    self.activation = activation
-    self.dropout = dropout
-    self.optimizer = optimizer
-    self.lr = lr
-    self.momentum = momentum
-    self.weight_decay = weight_decay
-    self.batch_size = batch_size
-    self.max_epochs = max_epochs
-    self.early_stopping = early_stopping
-    self.patience = patience
-    self.tol = tol
-    self.validation_fraction = validation_fraction
-    self.random_state = random_state
-    self.trainer = trainer
-
-
-class MLPClassifier(_NeuralClassifier):
-    """Multilayer perceptron classifier: hidden layers, then a softmax head on cross-entropy.
-
-    ``hidden_sizes`` lists the hidden layers' widths; ``activation`` is one of relu, tanh,
-    sigmoid, gelu; ``dropout`` the drop probability after each hidden layer.
-    """
-
-    _task = "multiclass"
-    _model_name = "mlp"
-    _has_hidden_layers = True
-
-    __init__ = _mlp_init
-
-
-class MLPRegressor(_NeuralRegressor):
-    """Multilayer perceptron regressor: hidden layers, then a linear head on the squared error.
-
-    ``hidden_sizes``, ``activation`` and ``dropout`` as for :class:`MLPClassifier`.
-    """
-
-    _model_name = "mlp"
-    _has_hidden_layers = True
-
-    __init__ = _mlp_init
+    if isinstance(network, nn.Sequential) and len(network) == 1:
+        network = network[0]
+    return network if isinstance(network, nn.Linear) else None
