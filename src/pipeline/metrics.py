@@ -33,7 +33,7 @@ class Metric:
     with (`against`). An `averaged` classification metric also gets the binary target's
     positive class (labels: `average="binary", pos_label=…`) or the multiclass averaging
     (`average=metrics.average`); an averaged `SCORES` metric gets `classes=` and `average=`.
-    A `ESTIMATOR` metric is a scikit-learn scorer, `function(estimator, X, y)`."""
+    An `ESTIMATOR` metric is a scikit-learn scorer, `function(estimator, X, y)`."""
 
     name: str
     task: str
