@@ -75,6 +75,8 @@ def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: 
         # Objects such as a Dataset must reach the target as they are, not as configs.
         target = instantiate(spec, _convert_="all", _partial_=True)
     except InstantiationException as error:
+        if not kwargs and not isinstance(_innermost(error), PipelineError | TypeError):
+            raise  # not a mistake in the config: the traceback shows where it is
         raise PipelineError(_first_cause(error)) from error
     try:
         return target(**kwargs)
@@ -82,6 +84,12 @@ def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: 
         if "unexpected keyword argument" not in str(error):
             raise
         raise PipelineError(f"{error}; remove that key from the config") from error
+
+
+def _innermost(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def _first_cause(error: BaseException) -> str:

@@ -11,8 +11,10 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn import model_selection as ms
 
+from pipeline import tasks
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+from pipeline.tasks import Task
 
 log = logging.getLogger("pipeline")
 
@@ -32,18 +34,15 @@ class Folds(list):
         self.notes = notes
 
 
-def split(cfg: DictConfig, dataset: Dataset) -> Folds:
-    """All folds of `dataset` under the `cv` group's scheme; a split that cannot be made is a
-    user error, found before any training."""
-    from pipeline.config import instantiate_node
-
-    splitter = instantiate_node(cfg, task=dataset.task)
-    if (dataset.task == "clustering") != isinstance(splitter, Resample):
-        raise PipelineError(
-            f"cv={cfg.name} does not fit a clustering model: use cv=resample"
-            if dataset.task == "clustering" else
-            f"cv={cfg.name} is for clustering models; use cv=kfold (or another scheme) here"
-        )
+def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
+    """All folds of `dataset` under the `cv` group's scheme for the job's `task` (the data's
+    own task if not given); a split that cannot be made is a user error, found before any
+    training. The scheme is any splitter with `split(X, y, groups)`: scikit-learn's own (a
+    `_target_` and its arguments) or ours, which take the task to stratify on classes."""
+    task = task or tasks.of(dataset.task)
+    name = cfg.get("name", "custom")
+    splitter = _splitter(cfg, task)
+    task.check_scheme(name, splitter)
     if isinstance(splitter, ms.StratifiedKFold):
         _check_class_sizes(cfg, dataset, splitter.n_splits)
     try:
@@ -51,14 +50,30 @@ def split(cfg: DictConfig, dataset: Dataset) -> Folds:
     except ValueError as error:
         message = " ".join(str(error).split())
         raise PipelineError(
-            f"cv={cfg.name} cannot split {dataset.name} ({len(dataset.y)} rows): {message}"
+            f"cv={name} cannot split {dataset.name} ({len(dataset.X)} rows): {message}"
         ) from error
     if not folds:
-        raise PipelineError(f"cv={cfg.name} made no folds of {dataset.name}")
-    notes = _check_parts(cfg, dataset, folds) if dataset.task == "classification" else ()
+        raise PipelineError(f"cv={name} made no folds of {dataset.name}")
+    notes = _check_parts(cfg, dataset, folds) if task.has_classes else ()
     for line in notes:
         log.warning(line)
     return Folds(folds, notes)
+
+
+def _splitter(cfg: DictConfig, task: Task) -> Any:
+    """The `cv` group's splitter; `task` goes to a target that takes one (our schemes)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    from pipeline.config import instantiate_node
+
+    try:
+        target = get_object(str(cfg._target_))
+        takes_task = "task" in inspect.signature(target).parameters
+    except (ImportError, ValueError, TypeError):
+        takes_task = False  # instantiating says what is wrong
+    return instantiate_node(cfg, **({"task": task} if takes_task else {}))
 
 
 def _check_parts(cfg: DictConfig, dataset: Dataset, folds: list[Fold]) -> tuple[str, ...]:
@@ -140,13 +155,13 @@ def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None
     )
 
 
-def _stratified(stratify: bool, task: str) -> bool:
-    return bool(stratify) and task == "classification"
+def _stratified(stratify: bool, task: Task) -> bool:
+    return bool(stratify) and task.has_classes
 
 
 def kfold(
     n_splits: int = 5, shuffle: bool = True, stratify: bool = True,
-    random_state: int | None = None, *, task: str,
+    random_state: int | None = None, *, task: Task,
 ) -> ms.BaseCrossValidator:
     """k-fold, stratified on a classification target unless `stratify` is false."""
     _check_splits(n_splits)
@@ -156,7 +171,7 @@ def kfold(
 
 def repeated_holdout(
     n_repeats: int = 10, test_size: float = 0.2, stratify: bool = True,
-    random_state: int | None = None, *, task: str,
+    random_state: int | None = None, *, task: Task,
 ) -> ms.BaseShuffleSplit:
     """`n_repeats` independent random train/test splits (Monte Carlo cross-validation)."""
     _check_fraction("test_size", test_size)
@@ -167,24 +182,24 @@ def repeated_holdout(
 
 
 def holdout(
-    test_size: float = 0.2, stratify: bool = True, random_state: int | None = None, *, task: str,
+    test_size: float = 0.2, stratify: bool = True, random_state: int | None = None, *, task: Task,
 ) -> ms.BaseShuffleSplit:
     """One random train/test split."""
     return repeated_holdout(1, test_size, stratify, random_state, task=task)
 
 
-def loocv(*, task: str) -> ms.LeaveOneOut:
+def loocv() -> ms.LeaveOneOut:
     """Leave-one-out: as many folds as rows."""
     return ms.LeaveOneOut()
 
 
-def group_kfold(n_splits: int = 5, *, task: str) -> ms.GroupKFold:
+def group_kfold(n_splits: int = 5) -> ms.GroupKFold:
     """k-fold in which no group (`data.groups` column) is split between train and test."""
     _check_splits(n_splits)
     return _NeedsGroups(ms.GroupKFold(n_splits))
 
 
-def timeseries(n_splits: int = 5, gap: int = 0, test_size: int | None = None, *, task: str):
+def timeseries(n_splits: int = 5, gap: int = 0, test_size: int | None = None):
     """Expanding-window splits in row order: every test fold lies after its training part."""
     _check_splits(n_splits)
     return ms.TimeSeriesSplit(n_splits=n_splits, gap=gap, test_size=test_size)
@@ -192,7 +207,7 @@ def timeseries(n_splits: int = 5, gap: int = 0, test_size: int | None = None, *,
 
 def train_val_test(
     test_size: float = 0.2, val_size: float = 0.2, stratify: bool = True,
-    random_state: int | None = None, *, task: str,
+    random_state: int | None = None, *, task: Task,
 ) -> TrainValTestSplit:
     """One split into training, validation and test parts; `val_size` is a fraction of all rows."""
     _check_fraction("test_size", test_size)
@@ -205,7 +220,7 @@ def train_val_test(
 
 
 def resample(
-    n_repeats: int = 10, fraction: float = 0.8, random_state: int | None = None, *, task: str,
+    n_repeats: int = 10, fraction: float = 0.8, random_state: int | None = None,
 ) -> Resample:
     """Clustering's cross-validation: `n_repeats` random subsets of `fraction` of the rows."""
     _check_fraction("fraction", fraction)

@@ -1,8 +1,11 @@
-"""Scores of a fitted estimator on one part of a fold, all from `sklearn.metrics`."""
+"""Scores of a fitted estimator on one part of a fold: a registry of metrics, one entry each,
+computed by `sklearn.metrics` functions (or any scikit-learn scorer named by its name)."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,36 +15,188 @@ from sklearn.preprocessing import label_binarize
 
 from pipeline.errors import PipelineError
 
-CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")
-REGRESSION = ("mse", "mae", "r2")
-# Agreement with the true labels (when the data has them) is for scoring only, never fitting.
-CLUSTERING = ("silhouette", "inertia", "ari", "rand", "ami", "stability")
-LABELLED = ("ari", "rand", "ami")
+# What a metric reads of the fitted estimator on a part.
+LABELS = "labels"      # predict: the predicted label (or value) of every row
+SCORES = "scores"      # predict_proba, else decision_function: how much each row is each class
+CLUSTERS = "clusters"  # the cluster each row was assigned to
+ESTIMATOR = "estimator"  # a scikit-learn scorer: called on (estimator, X, y) itself
+# What a metric compares the response with.
+TARGET = "target"        # the true labels or values (absent for unlabelled data: not scored)
+FEATURES = "features"    # the rows as clustered (after preprocessing)
+REFERENCE = "reference"  # the clusters a clustering of all rows gave the same rows
 
 
-def lower_is_better(name: str) -> bool:
-    """Whether a smaller value of metric `name` (with or without a part prefix) is better."""
-    return name.removeprefix("test_").removeprefix("val_") in ("mse", "mae", "inertia")
+@dataclass(frozen=True)
+class Metric:
+    """One metric: `function(truth, response, **kwargs)` scores a part, where `response` is
+    what the estimator gives (`LABELS`, `SCORES`, `CLUSTERS`) and `truth` what it is compared
+    with (`against`). An `averaged` classification metric also gets the binary target's
+    positive class (labels: `average="binary", pos_label=…`) or the multiclass averaging
+    (`average=metrics.average`); an averaged `SCORES` metric gets `classes=` and `average=`.
+    An `ESTIMATOR` metric is a scikit-learn scorer, `function(estimator, X, y)`."""
+
+    name: str
+    task: str
+    response: str
+    greater_is_better: bool
+    function: Callable[..., float]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    averaged: bool = False
+    against: str = TARGET
+    # Why its value can be undefined (NaN) on a part, for the warning that says so.
+    undefined: str = ""
+
+    def __call__(self, part: Any, average: str = "macro") -> float | None:
+        """The score of `part` (Predictions or Assignments); None where it has nothing to
+        compare with (label agreement of unlabelled data)."""
+        if self.response == ESTIMATOR:
+            return _scorer_value(self, part)
+        truth = part.truth(self.against)
+        if truth is None:
+            return None
+        response = part.response(self.response)
+        if response is None:
+            return float("nan")
+        options = dict(self.kwargs)
+        if self.averaged:
+            options.update(_averaging(self.response, part.classes, average))
+        return float(self.function(truth, response, **options))
+
+
+def _averaging(response: str, classes: np.ndarray, average: str) -> dict[str, Any]:
+    if response == SCORES:
+        return {"classes": classes, "average": average}
+    if len(classes) == 2:
+        return {"average": "binary", "pos_label": classes[1]}
+    return {"average": average}
+
+
+# -- the functions that are not scikit-learn's as they are ---------------------------------
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray, *, classes: np.ndarray,
+            average: str = "macro") -> float:
+    """ROC AUC from class scores (probabilities or decision values): of the positive class
+    (binary) or one-vs-rest per class, averaged; NaN where a class is missing."""
+    if len(np.unique(y_true)) < 2:
+        return float("nan")
+    if len(classes) == 2:
+        return float(skm.roc_auc_score(y_true == classes[1], scores))
+    if len(np.unique(y_true)) < len(classes) or scores.shape[1] != len(classes):
+        return float("nan")  # a class missing from this part, or from the training part
+    # One-vs-rest: each class's column ranks its rows against the rest, AUCs averaged. This is
+    # roc_auc_score(multi_class="ovr") for probabilities, and needs no probabilities: it is
+    # as well defined on decision values (SVC), which that call refuses for not summing to 1.
+    return float(skm.roc_auc_score(label_binarize(y_true, classes=classes), scores,
+                                   average=average))
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """R², undefined (NaN) on fewer than two rows rather than scikit-learn's warning."""
+    return float("nan") if len(y_true) < 2 else float(skm.r2_score(y_true, y_pred))
+
+
+# Silhouette is quadratic in rows: beyond this many it is estimated on a seeded sample.
+SILHOUETTE_SAMPLE = 5000
+
+
+def silhouette(features: np.ndarray, clusters: np.ndarray) -> float:
+    n_clusters = len(np.unique(clusters))
+    if not 2 <= n_clusters < len(clusters):
+        return float("nan")
+    sample = SILHOUETTE_SAMPLE if len(clusters) > SILHOUETTE_SAMPLE else None
+    return float(skm.silhouette_score(features, clusters, sample_size=sample, random_state=0))
+
+
+def inertia(features: np.ndarray, clusters: np.ndarray) -> float:
+    """The within-cluster sum of squares: the elbow method's curve."""
+    return float(sum(((features[clusters == k] - features[clusters == k].mean(0)) ** 2).sum()
+                     for k in np.unique(clusters)))
+
+
+# -- the registry -----------------------------------------------------------------------------
+
+REGISTRY: dict[str, Metric] = {m.name: m for m in (
+    Metric("accuracy", "classification", LABELS, True, skm.accuracy_score),
+    Metric("precision", "classification", LABELS, True, skm.precision_score,
+           {"zero_division": 0}, averaged=True),
+    Metric("recall", "classification", LABELS, True, skm.recall_score,
+           {"zero_division": 0}, averaged=True),
+    Metric("f1", "classification", LABELS, True, skm.f1_score, {"zero_division": 0},
+           averaged=True),
+    Metric("mcc", "classification", LABELS, True, skm.matthews_corrcoef),
+    Metric("roc_auc", "classification", SCORES, True, roc_auc, averaged=True,
+           undefined="it needs every class in the part, every class in the training part, "
+                     "and class scores from the model"),
+    Metric("mse", "regression", LABELS, False, skm.mean_squared_error),
+    Metric("mae", "regression", LABELS, False, skm.mean_absolute_error),
+    Metric("r2", "regression", LABELS, True, r2, undefined="it needs two or more rows in the part"),
+    Metric("silhouette", "clustering", CLUSTERS, True, silhouette, against=FEATURES,
+           undefined="it needs two or more clusters, fewer than the rows"),
+    Metric("inertia", "clustering", CLUSTERS, False, inertia, against=FEATURES),
+    # Agreement with the true labels (where the data has them) scores the clusters, never fits.
+    Metric("ari", "clustering", CLUSTERS, True, skm.adjusted_rand_score),
+    Metric("rand", "clustering", CLUSTERS, True, skm.rand_score),
+    Metric("ami", "clustering", CLUSTERS, True, skm.adjusted_mutual_info_score),
+    # The agreement of a resample's clusters with those a clustering of all rows gave them.
+    Metric("stability", "clustering", CLUSTERS, True, skm.adjusted_rand_score,
+           against=REFERENCE),
+)}
+# Tasks whose parts a scikit-learn scorer can score (a scorer calls the estimator's predict).
+SCORER_TASKS = ("classification", "regression")
+
+
+def get(name: str, task: str | None = None) -> Metric:
+    """The registry's entry for `name` (for `task`, if given), else a scikit-learn scorer of
+    that name (`sklearn.metrics.get_scorer_names()`, greater is better) for a supervised
+    task; a KeyError for anything else."""
+    if name in REGISTRY:
+        metric = REGISTRY[name]
+        if task is not None and metric.task != task:
+            raise KeyError(name)
+        return metric
+    if (task is None or task in SCORER_TASKS) and name in skm.get_scorer_names():
+        return Metric(name, task or "", ESTIMATOR, True, skm.get_scorer(name))
+    raise KeyError(name)
+
+
+def known(task: str) -> list[str]:
+    return [name for name, metric in REGISTRY.items() if metric.task == task]
 
 
 def check_names(task: str, names: list[str]) -> None:
-    known = {"classification": CLASSIFICATION, "regression": REGRESSION,
-             "clustering": CLUSTERING}[task]
-    unknown = [n for n in names if n not in known]
+    """Every name in `metrics.<task>` is a metric of that task: one line naming the others."""
+    unknown = []
+    for name in names:
+        try:
+            get(name, task)
+        except KeyError:
+            unknown.append(str(name))
     if unknown:
+        scorers = (", or a scikit-learn scorer name (sklearn.metrics.get_scorer_names())"
+                   if task in SCORER_TASKS else "")
         raise PipelineError(
             f"metrics.{task} names unknown metric(s) {', '.join(unknown)}; "
-            f"known for {task}: {', '.join(known)}"
+            f"known for {task}: {', '.join(known(task))}{scorers}"
         )
 
 
-# Why a score can come out undefined (NaN) in a fold, for the warning that says so.
-_UNDEFINED_WHEN = {
-    "roc_auc": "it needs every class in the part, every class in the training part, and class "
-               "scores from the model",
-    "r2": "it needs two or more rows in the part",
-    "silhouette": "it needs two or more clusters, fewer than the rows",
-}
+def _bare(name: str) -> str:
+    return name.removeprefix("test_").removeprefix("val_").removeprefix("train_")
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a smaller value of metric `name` (with or without a part prefix) is better;
+    a name the registry does not know is taken as greater-is-better (scikit-learn's
+    convention for every scorer)."""
+    try:
+        return not get(_bare(name)).greater_is_better
+    except KeyError:
+        return False
+
+
+def needs_scores(names: list[str], task: str | None = None) -> bool:
+    """Whether any of `names` reads class scores (probabilities or a decision function)."""
+    return any(get(name, task).response == SCORES for name in names)
 
 
 def undefined(folds: pd.DataFrame) -> list[str]:
@@ -53,7 +208,8 @@ def undefined(folds: pd.DataFrame) -> list[str]:
         if not column.startswith(("test_", "val_")) or not missing.any():
             continue
         name = column.split("_", 1)[1]
-        why = f": {_UNDEFINED_WHEN[name]}" if name in _UNDEFINED_WHEN else ""
+        metric = REGISTRY.get(name)
+        why = f": {metric.undefined}" if metric is not None and metric.undefined else ""
         where = ("in every fold, so it has no value" if missing.all() else
                  f"in {missing.sum()} of {len(folds)} folds; its mean and std cover the other "
                  f"{(~missing).sum()}")
@@ -61,33 +217,50 @@ def undefined(folds: pd.DataFrame) -> list[str]:
     return lines
 
 
+def score(part: Any, names: list[str], average: str = "macro") -> dict[str, float]:
+    """`names` scored on one part (Predictions or Assignments); a metric undefined there (one
+    class present) is NaN, one with nothing to compare with (no labels) is left out."""
+    task = getattr(part, "task", None)
+    scores = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # e.g. one class in a tiny fold
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        for name in names:
+            value = get(name, task)(part, average)
+            if value is not None:
+                scores[name] = value
+    return scores
+
+
+def _scorer_value(metric: Metric, part: Any) -> float:
+    try:
+        return float(metric.function(part.estimator, part.X, part.y_true))
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        raise PipelineError(f"metric {metric.name} (scikit-learn's scorer) cannot score this "
+                            f"job's predictions: {message}; remove it from metrics") from error
+
+
 class Predictions:
     """An estimator's outputs on one part of a fold, computed once for every metric."""
 
     def __init__(self, estimator: Any, X: pd.DataFrame, y: pd.Series, *, task: str,
                  classes: np.ndarray, probabilities: bool):
+        self.estimator, self.X = estimator, X
         self.y_true = np.asarray(y)
         self.y_pred = estimator.predict(X)
         self.task, self.classes = task, classes
         # Scores that rank rows by class, where the model gives any: the positive class's
         # (binary) or one column per class in the order of `classes` (multiclass).
         self.scores = None
-        if probabilities and task == "classification":
+        if probabilities and len(classes):
             self.scores = _scores(estimator, X, classes)
 
+    def truth(self, against: str) -> np.ndarray | None:
+        return self.y_true if against == TARGET else None
 
-def score(predictions: Predictions, names: list[str], average: str = "macro") -> dict[str, float]:
-    """`names` scored on one part; a metric undefined there (one class present) is NaN."""
-    p = predictions
-    if p.task == "regression":
-        return {name: _regression(name, p.y_true, p.y_pred) for name in names}
-    binary = len(p.classes) == 2
-    options = {"average": "binary", "pos_label": p.classes[1]} if binary else {"average": average}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)  # e.g. one class in a tiny fold
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        return {name: _classification(name, p.y_true, p.y_pred, p.scores, p.classes, options)
-                for name in names}
+    def response(self, kind: str) -> np.ndarray | None:
+        return self.scores if kind == SCORES else self.y_pred
 
 
 def confusion(predictions: Predictions) -> pd.DataFrame:
@@ -104,6 +277,9 @@ class Assignments:
     clustered (after preprocessing), their true labels if the data has any, and the labels a
     clustering of all rows gave them (for stability)."""
 
+    task = "clustering"
+    classes = np.array([])
+
     def __init__(self, estimator: Any, X: pd.DataFrame, y: pd.Series | None,
                  reference: np.ndarray):
         self.labels = np.asarray(estimator[-1].labels_)
@@ -111,58 +287,12 @@ class Assignments:
         self.y_true = None if y is None else np.asarray(y)
         self.reference = reference
 
+    def truth(self, against: str) -> np.ndarray | None:
+        return {TARGET: self.y_true, FEATURES: self.features,
+                REFERENCE: self.reference}[against]
 
-# Silhouette is quadratic in rows: beyond this many it is estimated on a seeded sample.
-SILHOUETTE_SAMPLE = 5000
-
-
-def score_clusters(assignments: Assignments, names: list[str]) -> dict[str, float]:
-    """Clustering scores of one resample; label agreement only where the data has labels."""
-    a = assignments
-    n_clusters = len(np.unique(a.labels))
-    scores = {}
-    for name in names:
-        if name == "silhouette":
-            valid = 2 <= n_clusters < len(a.labels)
-            sample = SILHOUETTE_SAMPLE if len(a.labels) > SILHOUETTE_SAMPLE else None
-            scores[name] = float(skm.silhouette_score(
-                a.features, a.labels, sample_size=sample, random_state=0)) if valid else np.nan
-        elif name == "inertia":  # within-cluster sum of squares: the elbow method's curve
-            scores[name] = float(sum(
-                ((a.features[a.labels == k] - a.features[a.labels == k].mean(0)) ** 2).sum()
-                for k in np.unique(a.labels)))
-        elif name == "stability":
-            scores[name] = float(skm.adjusted_rand_score(a.reference, a.labels))
-        elif a.y_true is not None:
-            agreement = {"ari": skm.adjusted_rand_score, "rand": skm.rand_score,
-                         "ami": skm.adjusted_mutual_info_score}[name]
-            scores[name] = float(agreement(a.y_true, a.labels))
-    return scores
-
-
-def _classification(name, y_true, y_pred, proba, classes, options) -> float:
-    if name == "accuracy":
-        return float(skm.accuracy_score(y_true, y_pred))
-    if name == "mcc":
-        return float(skm.matthews_corrcoef(y_true, y_pred))
-    if name == "roc_auc":
-        return _roc_auc(y_true, proba, classes, options)
-    metric = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}
-    return float(metric[name](y_true, y_pred, zero_division=0, **options))
-
-
-def _roc_auc(y_true, proba, classes, options) -> float:
-    if proba is None or len(np.unique(y_true)) < 2:
-        return float("nan")
-    if len(classes) == 2:
-        return float(skm.roc_auc_score(y_true == classes[1], proba))
-    if len(np.unique(y_true)) < len(classes) or proba.shape[1] != len(classes):
-        return float("nan")  # a class missing from this part, or from the training part
-    # One-vs-rest: each class's column ranks its rows against the rest, AUCs averaged. This is
-    # roc_auc_score(multi_class="ovr") for probabilities, and needs no probabilities: it is
-    # as well defined on decision values (SVC), which that call refuses for not summing to 1.
-    return float(skm.roc_auc_score(label_binarize(y_true, classes=classes), proba,
-                                   average=options["average"]))
+    def response(self, kind: str) -> np.ndarray | None:
+        return self.labels
 
 
 def _scores(estimator, X, classes) -> np.ndarray | None:
@@ -184,13 +314,3 @@ def _scores(estimator, X, classes) -> np.ndarray | None:
         return scores if fitted[1] == classes[1] else -scores
     scores = scores[:, [fitted.index(c) for c in classes]]
     return scores[:, 1] if len(classes) == 2 else scores
-
-
-def _regression(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if name == "mse":
-        return float(skm.mean_squared_error(y_true, y_pred))
-    if name == "mae":
-        return float(skm.mean_absolute_error(y_true, y_pred))
-    if len(y_true) < 2:
-        return float("nan")
-    return float(skm.r2_score(y_true, y_pred))

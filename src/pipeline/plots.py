@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from pipeline import tasks
 from pipeline.errors import PipelineError
 from pipeline.metrics import confusion
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
     from pipeline.data import Dataset
     from pipeline.metrics import Predictions
+    from pipeline.tasks import Task
     from pipeline.tracking import Tracker
 
 log = logging.getLogger("pipeline")
@@ -73,8 +75,10 @@ class Figures:
     """
 
     def __init__(self, kinds: Iterable[str], dataset: Dataset, n_folds: int,
-                 seed: int | None = None):
-        self.kinds = frozenset(kinds)
+                 seed: int | None = None, task: Task | None = None):
+        self.task = task or tasks.of(dataset.task)
+        # Only the figures that exist for the task.
+        self.kinds = frozenset(kinds) & self.task.figures
         # Leave-one-out's folds are too many and too small for a figure each.
         self.per_fold = n_folds <= MAX_FOLD_FIGURES
         self.dataset = dataset
@@ -87,12 +91,13 @@ class Figures:
         self.first_model: Any = None
 
     @classmethod
-    def for_job(cls, cfg: Any, dataset: Dataset, n_folds: int) -> Figures:
+    def for_job(cls, cfg: Any, dataset: Dataset, n_folds: int,
+                task: Task | None = None) -> Figures:
         """The figures `cfg.plots` asks for; none on a rank other than 0 (it logs nothing)."""
         from pipeline.tracking import global_rank
 
         kinds = selected(cfg.get("plots", True))
-        return cls(kinds if global_rank() == 0 else (), dataset, n_folds, cfg.get("seed"))
+        return cls(kinds if global_rank() == 0 else (), dataset, n_folds, cfg.get("seed"), task)
 
     def __bool__(self) -> bool:
         return bool(self.kinds)
@@ -100,32 +105,14 @@ class Figures:
     def fold(self, tracker: Tracker, run_id: str, estimator: Any, predictions: Predictions,
              X_test: pd.DataFrame, y_test: pd.Series) -> None:
         """Figures of one fold on its run, and what the parent's figures need from it."""
-        if not self.kinds or self.dataset.task not in ("classification", "regression"):
+        of_predictions = self._FOLD_FIGURES.get(self.task.name)
+        if not self.kinds or of_predictions is None:
             return
-        want, draw = self.kinds, self.per_fold
-        figures: dict[str, Figure] = {}
-        p = predictions
-        if p.task == "classification":
-            classes = [str(c) for c in p.classes]
-            matrix = confusion(p).to_numpy()
-            self.confusions.append(matrix)
-            if "confusion_matrix" in want and draw:
-                figures["confusion_matrix"] = confusion_figure(matrix, classes)
-            curves = _curves(p)
-            if curves is not None:
-                roc, pr = curves
-                self.rocs.append(_mean_roc(roc))
-                if "roc" in want and draw:
-                    figures["roc"] = roc_figure(roc, "ROC (test part)")
-                if "pr" in want and draw:
-                    figures["pr"] = pr_figure(pr, "precision-recall (test part)")
-        elif "regression" in want and draw:
-            figures["predicted_vs_actual"] = predicted_vs_actual_figure(p.y_true, p.y_pred)
-            figures["residuals"] = residuals_figure(p.y_true, p.y_pred)
+        figures = of_predictions(self, predictions)
         history = getattr(estimator[-1], "history_", None)
         if history:
             self.histories.append(history)
-        if "importance" in want:
+        if "importance" in self.kinds:
             found = importance(estimator, X_test, y_test, self.seed)
             if found is not None:
                 self.importance_kind, values = found
@@ -134,6 +121,38 @@ class Figures:
             self.first_model = estimator
         for name, figure in figures.items():
             tracker.log_figure(run_id, figure, f"plots/{name}.png")
+
+    def _classification(self, p: Predictions) -> dict[str, Figure]:
+        """A fold's confusion matrix, ROC and precision-recall curves; the matrix and the ROC
+        are kept for the parent's figures."""
+        want, draw = self.kinds, self.per_fold
+        figures: dict[str, Figure] = {}
+        classes = [str(c) for c in p.classes]
+        matrix = confusion(p).to_numpy()
+        self.confusions.append(matrix)
+        if "confusion_matrix" in want and draw:
+            figures["confusion_matrix"] = confusion_figure(matrix, classes)
+        curves = _curves(p)
+        if curves is not None:
+            roc, pr = curves
+            self.rocs.append(_mean_roc(roc))
+            if "roc" in want and draw:
+                figures["roc"] = roc_figure(roc, "ROC (test part)")
+            if "pr" in want and draw:
+                figures["pr"] = pr_figure(pr, "precision-recall (test part)")
+        return figures
+
+    def _regression(self, p: Predictions) -> dict[str, Figure]:
+        """A fold's predicted against actual values, and its residuals."""
+        if "regression" not in self.kinds or not self.per_fold:
+            return {}
+        return {"predicted_vs_actual": predicted_vs_actual_figure(p.y_true, p.y_pred),
+                "residuals": residuals_figure(p.y_true, p.y_pred)}
+
+    # The figures of a fold's test predictions, by task; a task without any (clustering)
+    # draws its pictures once, on the parent run (`clusters`).
+    _FOLD_FIGURES: ClassVar[dict[str, Callable[[Figures, Predictions], dict[str, Figure]]]] = {
+        "classification": _classification, "regression": _regression}
 
     def parent(self, tracker: Tracker, run_id: str, folds: pd.DataFrame,
                final: Any = None) -> None:

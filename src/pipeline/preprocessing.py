@@ -11,8 +11,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
+from pipeline import tasks
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+from pipeline.tasks import Task
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "none": None}
 # A text column with a distinct value in every row and more values than this is an identifier.
@@ -30,14 +32,17 @@ def build(
     max_categories: int | None = 50,
     reduce: str = "none",
     n_components: int | float | None = None,
+    *,
+    task: Task | None = None,
 ) -> ColumnTransformer | Pipeline:
     """An unfitted transformer for `dataset`'s columns; the runner fits a clone per fold.
 
     Categorical columns that would only make noise or exhaust memory (an identifier, more
     one-hot columns than fit in memory) are refused here, before any training. With `reduce`,
     the columns' transformer is followed by PCA or LDA: `Pipeline([columns, reduce])`.
+    `task` is the job's (the data's own if not given).
     """
-    reducer = _reducer(reduce, n_components, dataset)
+    reducer = _reducer(reduce, n_components, dataset, task or tasks.of(dataset.task))
     if scale not in SCALERS:
         raise PipelineError(f"preprocess.scale={scale!r} is not one of {', '.join(SCALERS)}")
     categorical = [c for c in dataset.X.columns if c in dataset.categorical]
@@ -64,7 +69,8 @@ def build(
 REDUCERS = ("none", "pca", "lda")
 
 
-def _reducer(reduce: str, n_components: int | float | None, dataset: Dataset) -> Any:
+def _reducer(reduce: str, n_components: int | float | None, dataset: Dataset,
+             task: Task) -> Any:
     """The dimensionality reduction after scaling: PCA (a count, or a share of variance to
     keep) or LDA (supervised: fitted on each fold's training labels only)."""
     if reduce not in REDUCERS:
@@ -85,9 +91,9 @@ def _reducer(reduce: str, n_components: int | float | None, dataset: Dataset) ->
                    random_state=0)
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    if dataset.task != "classification":
+    if not task.has_classes:
         raise PipelineError(
-            f"preprocess.reduce=lda separates classes, and this job's task is {dataset.task}; "
+            f"preprocess.reduce=lda separates classes, and this job's task is {task}; "
             "use preprocess.reduce=pca")
     most = len(dataset.classes) - 1
     if n_components is not None and not (isinstance(n_components, int)

@@ -8,6 +8,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -15,11 +16,30 @@ from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
     from pipeline.data import Dataset
-    from pipeline.runner import Result
 
 log = logging.getLogger("pipeline")
 # Beyond this many folds (leave-one-out) the table shows the summary rows only.
 MAX_FOLD_ROWS = 20
+
+
+@dataclass
+class Result:
+    """What a job measured: one row of scores per fold, and where MLflow keeps them."""
+
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+    objective: str
+    experiment: str
+    run_id: str
+    uri: str
+
+    @property
+    def score(self) -> float:
+        return float(self.summary.loc["mean", self.objective])
+
+    @property
+    def spread(self) -> float:
+        return float(self.summary.loc["std", self.objective])
 
 
 def brief(row: dict[str, float], objective: str) -> str:

@@ -5,104 +5,86 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf, open_dict
-from sklearn.base import clone, is_clusterer
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from pipeline import checks, cv, data, metrics, models, plots, preprocessing, report, tracking
+from pipeline import (
+    checks,
+    cv,
+    data,
+    metrics,
+    models,
+    plots,
+    preprocessing,
+    report,
+    tasks,
+    tracking,
+)
 from pipeline.config import instantiate_node
 from pipeline.errors import PipelineError
+from pipeline.report import Result
+from pipeline.tasks import Task
 
 log = logging.getLogger("pipeline")
 
+__all__ = ["Result", "run", "summarize"]
+
 
 @dataclass
-class Result:
-    """What a job measured: one row of scores per fold, and where MLflow keeps them."""
+class Plan:
+    """A job checked and ready to run: the unfitted pipeline, the metrics to score, the folds
+    and the figures to draw."""
 
-    folds: pd.DataFrame
-    summary: pd.DataFrame
-    objective: str
-    experiment: str
-    run_id: str
-    uri: str
-
-    @property
-    def score(self) -> float:
-        return float(self.summary.loc["mean", self.objective])
-
-    @property
-    def spread(self) -> float:
-        return float(self.summary.loc["std", self.objective])
+    estimator: Pipeline
+    names: list[str]
+    folds: cv.Folds
+    figures: plots.Figures
+    refit: bool
 
 
 def run(cfg: DictConfig) -> Result:
     """Cross-validate `cfg.model` on `cfg.data` under `cfg.cv`, tracked in MLflow.
 
     Everything that can be checked without training (data, task, model arguments, splits,
-    tracking store) is checked before the first fit.
+    tracking store) is checked before the first fit. `cfg` is left as it is: the job reads a
+    copy of it configured for the task it decides.
     """
     if tracking.global_rank() != 0:
         log.setLevel(logging.WARNING)  # under torchrun, rank 0 speaks for the job
     checks.seed(cfg)
     dataset = data.load(cfg.data)
-    _set_task(cfg, dataset.task)
-    model = models.build(cfg.model, dataset)
-    if is_clusterer(model):
-        dataset = replace(dataset, task="clustering")
-        _set_task(cfg, "clustering")
-    names = list(cfg.metrics[dataset.task])
-    metrics.check_names(dataset.task, names)
-    objective = f"test_{cfg.objective}"
-    if cfg.objective not in names:
-        raise PipelineError(f"objective={cfg.objective} is not among metrics.{dataset.task}")
-    estimator = Pipeline([
-        ("preprocess", instantiate_node(cfg.preprocess, dataset=dataset)),
-        ("model", model),
-    ])
-    folds = cv.split(cfg.cv, dataset)
-    checks.against_folds(cfg, estimator, dataset, folds)
-    figures = plots.Figures.for_job(cfg, dataset, len(folds))
-    refit = _refit_wanted(cfg.get("refit", "auto"), dataset)
+    task = tasks.decide(dataset, cfg.model)
+    job = tasks.configure(cfg, task)
+    plan = _plan(job, dataset, task)
     if tracking.global_rank() == 0:
-        report.print_config(cfg)
-    experiment = cfg.tracking.experiment or dataset.name
-    tracker = tracking.connect(cfg.tracking.uri or tracking.default_uri(), experiment)
-    resolved = tracking.loggable(OmegaConf.to_container(cfg, resolve=True))
-    tags = {**_tags(cfg, dataset), "config_hash": tracking.config_hash(resolved)}
-    if cfg.get("resume") and (done := tracking.finished_run(tracker, tags["config_hash"])):
+        report.print_config(job)
+    experiment = job.tracking.experiment or dataset.name
+    tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment)
+    resolved = tracking.loggable(OmegaConf.to_container(job, resolve=True))
+    tags = {**_tags(job, dataset, task), "config_hash": tracking.config_hash(resolved)}
+    objective = f"test_{job.objective}"
+    if job.get("resume") and (done := tracking.finished_run(tracker, tags["config_hash"])):
         return _resumed(done, objective, tracker, tags.get("sweep"))
-    with tracker.run(f"{cfg.model.name}-{cfg.cv.name}", params=tracking.flatten(resolved),
+    with tracker.run(f"{job.model.name}-{job.cv.name}", params=tracking.flatten(resolved),
                      tags=tags) as parent:
         log.info("%s on %s (%s), cv=%s: %d fold(s); MLflow run %s",
-                 cfg.model.name, dataset.name, dataset.task, cfg.cv.name, len(folds), parent)
-        if decisions := (*dataset.notes, *folds.notes):  # as printed before the run
+                 job.model.name, dataset.name, task, job.cv.name, len(plan.folds), parent)
+        if decisions := (*dataset.notes, *plan.folds.notes):  # as printed before the run
             tracker.log_text(parent, "\n".join(decisions) + "\n", "decisions.txt")
-        reference = _reference_clusters(estimator, dataset)
-        with report.progress(len(folds), estimator) as step:
-            rows = [step(_fold(i, fold, estimator, dataset, names, cfg, tracker, parent,
-                               reference, figures))
-                    for i, fold in enumerate(folds, 1)]
-        table = pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
-                                                  name="fold"))
-        summary = summarize(table)
-        for warning in metrics.undefined(table):
-            log.warning(warning)
-        tracker.log_metrics(parent, {f"{column}_{stat}": summary.loc[stat, column]
-                                     for column in summary.columns for stat in summary.index})
-        tracker.log_table(parent, table, "folds.csv")
+        table = _run_folds(plan, dataset, task, job, tracker, parent)
+        summary = _summarise(table, tracker, parent)
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
-        final = _refit(estimator, dataset, tracker, parent) if refit else None
-        figures.parent(tracker, parent, table, final)
-        if reference is not None:
-            figures.clusters(tracker, parent, reference)
+        final = _refit(plan.estimator, dataset, tracker, parent) if plan.refit else None
+        plan.figures.parent(tracker, parent, table, final)
+        task.finish(plan.figures, tracker, parent)
     result = Result(table, summary, objective, experiment, parent, tracking.redact(tracker.uri))
     if tracking.global_rank() == 0:
-        report.print_result(result, dataset, cfg)
+        report.print_result(result, dataset, job)
     return result
 
 
@@ -115,71 +97,75 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
                             index=["mean", "std"], columns=table.columns)
 
 
-def _set_task(cfg: DictConfig, task: str) -> None:
-    """Record the job's task in the config: task-dependent choices (`${by_task:…}`) and the
-    logged params follow it."""
-    with open_dict(cfg):
-        cfg.data.task = task
+def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
+    """Build the pipeline, name the metrics, plan the folds and check it all against the data,
+    before the tracking store is touched."""
+    model = models.build(job.model, dataset, task)
+    names = task.metric_names(job)
+    estimator = Pipeline([
+        ("preprocess", instantiate_node(job.preprocess, dataset=dataset, task=task)),
+        ("model", model),
+    ])
+    folds = cv.split(job.cv, dataset, task)
+    checks.against_folds(job, estimator, dataset, folds)
+    figures = plots.Figures.for_job(job, dataset, len(folds), task)
+    refit = _refit_wanted(job.get("refit", "auto"), task)
+    return Plan(estimator, names, folds, figures, refit)
 
 
-def _reference_clusters(template: Pipeline, dataset: data.Dataset) -> Pipeline | None:
-    """For clustering, the model fitted on all rows: each resample's clusters are compared
-    with its clusters, and the job's pictures show them."""
-    if dataset.task != "clustering":
-        return None
-    return clone(template).fit(dataset.X)
+def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
+               tracker: tracking.Tracker, parent: str) -> pd.DataFrame:
+    """Every fold, one after another: a row of scores each."""
+    task.prepare(plan.estimator, dataset)
+    with report.progress(len(plan.folds), plan.estimator) as step:
+        rows = [step(_fold(i, fold, plan.estimator, dataset, task, plan.names, job, tracker,
+                           parent, plan.figures))
+                for i, fold in enumerate(plan.folds, 1)]
+    return pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
+                                             name="fold"))
 
 
-def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, names: list[str],
-          cfg: DictConfig, tracker: tracking.Tracker, parent: str,
-          reference: Pipeline | None = None,
+def _summarise(table: pd.DataFrame, tracker: tracking.Tracker, parent: str) -> pd.DataFrame:
+    """Mean and std across folds, logged on the parent run with the per-fold table."""
+    summary = summarize(table)
+    for warning in metrics.undefined(table):
+        log.warning(warning)
+    tracker.log_metrics(parent, {f"{column}_{stat}": summary.loc[stat, column]
+                                 for column in summary.columns for stat in summary.index})
+    tracker.log_table(parent, table, "folds.csv")
+    return summary
+
+
+def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
+          names: list[str], job: DictConfig, tracker: tracking.Tracker, parent: str,
           figures: plots.Figures | None = None) -> dict[str, float]:
     """Fit a fresh clone on the fold's training part and score every part; one child run."""
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
     if fold.val is not None:
         sizes["val_size"] = len(fold.val)
     with tracker.run(f"fold-{i}", parent=parent, params=sizes) as child:
-        X, y = dataset.X, dataset.y
         estimator = clone(template)
-        clustering = dataset.task == "clustering"
-        started = time.perf_counter()
-        # A clustering model never sees the labels: they only score its clusters.
-        estimator.fit(X.iloc[fold.train], None if clustering else y.iloc[fold.train])
-        row = {"fit_time": time.perf_counter() - started}
-        reduction, spectrum = preprocessing.reduction_scores(estimator[0], X.iloc[fold.test])
+        row = {"fit_time": task.fit(estimator, dataset, fold.train)}
+        X_test = dataset.X.iloc[fold.test]
+        reduction, spectrum = preprocessing.reduction_scores(estimator[0], X_test)
         row.update(reduction)
-        if clustering:
-            labels = None if y is None else y.iloc[fold.test]
-            clusters = metrics.Assignments(estimator, X.iloc[fold.test], labels,
-                                           reference[-1].labels_[fold.test])
-            row.update({f"test_{k}": v for k, v in metrics.score_clusters(clusters, names).items()})
-            tracker.log_metrics(child, row, spectrum)
-            log.info("fold %d: %s", i, report.brief(row, cfg.objective))
-            return row
-        parts = {"train": fold.train, "val": fold.val, "test": fold.test}
-        predicted = {
-            part: metrics.Predictions(estimator, X.iloc[rows], y.iloc[rows], task=dataset.task,
-                                      classes=dataset.classes, probabilities="roc_auc" in names)
-            for part, rows in parts.items() if rows is not None
-        }
-        for part, predictions in predicted.items():
-            scores = metrics.score(predictions, names, average=cfg.metrics.average)
-            row.update({f"{part}_{name}": value for name, value in scores.items()})
+        scores, test = task.score(estimator, dataset, fold, names, job.metrics.average)
+        row.update(scores)
         tracker.log_metrics(child, row, {**getattr(estimator[-1], "history_", {}), **spectrum})
-        if dataset.task == "classification":
-            tracker.log_table(child, metrics.confusion(predicted["test"]), "confusion_matrix.csv")
+        task.log_fold(tracker, child, test)
         if figures:
-            figures.fold(tracker, child, estimator, predicted["test"], X.iloc[fold.test],
-                         y.iloc[fold.test])
-    log.info("fold %d: %s", i, report.brief(row, cfg.objective))
+            figures.fold(tracker, child, estimator, test, X_test,
+                         None if dataset.y is None else dataset.y.iloc[fold.test])
+    log.info("fold %d: %s", i, report.brief(row, job.objective))
     return row
 
 
-def _refit_wanted(setting: bool | str, dataset: data.Dataset) -> bool:
-    """`refit`: true, false, or auto (a single job refits, a sweep's jobs do not)."""
+def _refit_wanted(setting: bool | str, task: Task) -> bool:
+    """`refit`: true, false, or auto (a single job refits, a sweep's jobs do not); only a
+    supervised task's pipeline is refit on all rows (it then predicts new ones)."""
     if setting not in (True, False, "auto"):
         raise PipelineError(f"refit={setting} is not one of true, false, auto")
-    if dataset.task not in ("classification", "regression"):
+    if not task.supervised:
         return False
     if setting == "auto":
         from hydra.core.hydra_config import HydraConfig
@@ -218,9 +204,9 @@ def _resumed(run: object, objective: str, tracker: tracking.Tracker,
                   run.info.run_id, tracking.redact(tracker.uri))
 
 
-def _tags(cfg: DictConfig, dataset: data.Dataset) -> dict[str, str]:
+def _tags(cfg: DictConfig, dataset: data.Dataset, task: Task) -> dict[str, str]:
     tags = {"model": cfg.model.name, "data": dataset.name, "cv": cfg.cv.name,
-            "task": dataset.task, "objective": f"test_{cfg.objective}"}
+            "task": task.name, "objective": f"test_{cfg.objective}"}
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():

@@ -5,39 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from sklearn.base import BaseEstimator, is_classifier, is_clusterer, is_regressor
-from sklearn.utils import get_tags
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
+from pipeline import tasks
 from pipeline.config import NoTaskForm, config_dir, instantiate_node
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+from pipeline.tasks import Task
 
 
-def build(cfg: DictConfig, dataset: Dataset) -> BaseEstimator:
-    """The unfitted estimator of the `model` group, checked against the data set's task."""
+def build(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> BaseEstimator:
+    """The unfitted estimator of the `model` group, checked against the job's task (the data
+    set's own if not given); `cfg` resolves its `${by_task:…}` choices for that task."""
+    task = task or tasks.of(dataset.task)
+    n_classes = len(task.classes(dataset))
     try:
         estimator = instantiate_node(cfg)
     except NoTaskForm:
         raise PipelineError(
-            f"model={cfg.name} cannot do {dataset.task}; models that can: "
-            + ", ".join(suitable(dataset.task, len(dataset.classes)))
+            f"model={cfg.name} cannot do {task}; models that can: "
+            + ", ".join(suitable(task.name, n_classes))
         ) from None
-    # Any data can be clustered: its labels, where it has them, only score the clusters.
-    if not (is_clusterer(estimator) or fits(estimator, dataset.task, len(dataset.classes))):
-        raise PipelineError(_mismatch(cfg.name, estimator, dataset))
+    if not task.fits(estimator, n_classes):
+        raise PipelineError(_mismatch(cfg.name, estimator, dataset, task))
     _validate_params(cfg.name, estimator)
     return estimator
 
 
 def fits(estimator: Any, task: str, n_classes: int) -> bool:
     """Whether `estimator` can learn a `task` target with `n_classes` classes."""
-    if task == "clustering":
-        return is_clusterer(estimator)
-    if task == "regression":
-        return is_regressor(estimator)
-    if not is_classifier(estimator):
-        return False
-    return n_classes <= 2 or get_tags(estimator).classifier_tags.multi_class
+    return tasks.of(task).fits(estimator, n_classes)
 
 
 def suitable(task: str, n_classes: int) -> list[str]:
@@ -55,19 +52,13 @@ def suitable(task: str, n_classes: int) -> list[str]:
     return names
 
 
-def _mismatch(name: str, estimator: Any, dataset: Dataset) -> str:
-    n_classes = len(dataset.classes)
-    if dataset.task == "clustering":
-        target = f"{dataset.name} is to be clustered"
-    elif dataset.task == "regression":
-        target = f"{dataset.name} has a regression target"
-    else:
-        target = f"{dataset.name} has a classification target with {n_classes} classes"
+def _mismatch(name: str, estimator: Any, dataset: Dataset, task: Task) -> str:
+    n_classes = len(task.classes(dataset))
     kind = ("a regressor" if is_regressor(estimator) else
             "a classifier" if is_classifier(estimator) and n_classes <= 2 else
             "a binary classifier" if is_classifier(estimator) else "not a supervised model")
-    others = ", ".join(suitable(dataset.task, n_classes))
-    return f"model={name} is {kind} but {target}; models that fit: {others}"
+    others = ", ".join(suitable(task.name, n_classes))
+    return f"model={name} is {kind} but {task.describe(dataset)}; models that fit: {others}"
 
 
 def _validate_params(name: str, estimator: Any) -> None:
