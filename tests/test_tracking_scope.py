@@ -56,3 +56,23 @@ def test_a_rank_other_than_0_gets_a_tracker_that_sends_nothing(workdir: Path,
     assert run_id == ""
     assert tracking.finished_run(tracker, "0123456789abcdef") is None
     assert not (workdir / "outputs").exists()  # no store was created, nor read
+
+
+def test_a_logged_model_carries_the_whole_pipeline_package(workdir: Path) -> None:
+    """`code_paths` is the `pipeline` package (the tracker now lives one folder down in it),
+    so that a model loads where the package is not installed."""
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = make_pipeline(StandardScaler(), KNeighborsClassifier()).fit(X, y)
+    tracker = tracking.Tracker(store_uri(workdir), "models")
+    with tracker.run("r") as run_id:
+        tracker.log_model(run_id, model, X)
+    [code] = (workdir / "outputs" / "mlartifacts").glob("models/**/artifacts/code")
+    assert {path.name for path in code.iterdir()} == {"pipeline"}
+    shipped = {path.relative_to(code).as_posix() for path in code.rglob("*.py")}
+    assert {"pipeline/__init__.py", "pipeline/runner.py", "pipeline/tracking/__init__.py",
+            "pipeline/tracking/store.py", "pipeline/distributed.py"} <= shipped
