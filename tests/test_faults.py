@@ -245,7 +245,7 @@ def test_a_store_locked_for_a_moment_is_tried_again(workdir, monkeypatch):
 
     from pipeline import tracking
 
-    monkeypatch.setattr(tracking, "LOCKED_RETRY_PAUSES", (0.0, 0.0))
+    monkeypatch.setattr(tracking.client, "LOCKED_RETRY_PAUSES", (0.0, 0.0))
     tracker = tracking.Tracker(store_uri(workdir), "locked")
     calls = []
     real = tracker.client._client.set_tag

@@ -91,11 +91,11 @@ def cheap_env(workdir: Path) -> dict[str, str]:
 def wait_for_run(workdir: Path, name: str, job: subprocess.Popen, timeout: float = 60) -> None:
     """Polls the job's store until a run `name` exists; under the job's own store lock, so that
     reading never races the job's creating the store."""
-    from pipeline.tracking import _sqlite_guard
+    from pipeline.tracking.store import sqlite_guard
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and job.poll() is None:
-        with _sqlite_guard(store_uri(workdir)):
+        with sqlite_guard(store_uri(workdir)):
             runs = all_runs(workdir)
         if name in set(runs.get("tags.mlflow.runName", [])):
             return
@@ -277,11 +277,11 @@ def test_stop_signal_ends_a_joblib_sweep_with_no_run_left_running(workdir, signu
 def wait_for_runs(workdir: Path, name: str, count: int, job: subprocess.Popen,
                   timeout: float = 120) -> None:
     """Polls the job's store until `count` runs `name` exist (see wait_for_run)."""
-    from pipeline.tracking import _sqlite_guard
+    from pipeline.tracking.store import sqlite_guard
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and job.poll() is None:
-        with _sqlite_guard(store_uri(workdir)):
+        with sqlite_guard(store_uri(workdir)):
             runs = all_runs(workdir)
         if list(runs.get("tags.mlflow.runName", [])).count(name) >= count:
             return

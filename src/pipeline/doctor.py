@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.tracking import (
+from pipeline.tracking.processes import (
     HOST_TAG,
     PID_SPACE_TAG,
     PID_START_TAG,
@@ -102,7 +102,7 @@ def mark_orphans(client: Any, experiment_ids: Iterable[str] | None = None, *,
 def mark_store(uri: str, *, dry_run: bool = False) -> list[Finding]:
     """`mark_orphans` over every experiment of the store at `uri`; a store that does not exist
     (or is not MLflow's) is a PipelineError, and none is ever created here."""
-    from pipeline.tracking import reader
+    from pipeline.tracking.store import reader
 
     return mark_orphans(reader(uri), dry_run=dry_run)
 
@@ -127,7 +127,7 @@ def end_sweep(client: Any, sweep: str, wait: float = 10.0) -> list[Finding]:
 
 def stopped_jobs(client: Any, sweep: str) -> list[Any]:
     """The parent runs of `sweep` that ended KILLED."""
-    from pipeline.tracking import quoted
+    from pipeline.tracking.client import quoted
 
     return client.search_runs(
         _all_experiments(client),
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from pipeline.errors import PipelineError
-    from pipeline.tracking import default_uri, redact, scrub
+    from pipeline.tracking.secrets import redact, scrub
+    from pipeline.tracking.store import default_uri
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.doctor",

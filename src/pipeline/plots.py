@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pipeline.data import Dataset
     from pipeline.metrics import Predictions
     from pipeline.tasks import Task
-    from pipeline.tracking import Tracker
+    from pipeline.tracking import BaseTracker as Tracker
 
 log = logging.getLogger("pipeline")
 

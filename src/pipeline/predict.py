@@ -115,7 +115,9 @@ def read(path: Path) -> pd.DataFrame:
 def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[str, str]]]:
     """The scikit-learn pipeline logged to run `run_id` (with `predict_proba` where it has
     one), and its input columns `(name, MLflow type)` from the signature."""
-    from pipeline.tracking import _check_reachable, _quiet_mlflow, default_uri, redact
+    from pipeline.tracking.client import check_reachable, quiet_mlflow
+    from pipeline.tracking.secrets import redact
+    from pipeline.tracking.store import default_uri
 
     uri = tracking_uri or default_uri()
     where = redact(uri)
@@ -123,8 +125,8 @@ def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[
         raise PipelineError(f"no MLflow store at {where}; run from the directory of the job's "
                             "outputs/, or pass tracking_uri=")
     if uri.startswith(("http://", "https://")):
-        _check_reachable(uri)
-    _quiet_mlflow()
+        check_reachable(uri)
+    quiet_mlflow()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     import mlflow.sklearn

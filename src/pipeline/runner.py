@@ -114,7 +114,7 @@ def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
 
 
 def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
-               tracker: tracking.Tracker, parent: str) -> pd.DataFrame:
+               tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
     """Every fold, one after another: a row of scores each."""
     task.prepare(plan.estimator, dataset)
     with report.progress(len(plan.folds), plan.estimator) as step:
@@ -125,7 +125,7 @@ def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
                                              name="fold"))
 
 
-def _summarise(table: pd.DataFrame, tracker: tracking.Tracker, parent: str) -> pd.DataFrame:
+def _summarise(table: pd.DataFrame, tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
     """Mean and std across folds, logged on the parent run with the per-fold table."""
     summary = summarize(table)
     for warning in metrics.undefined(table):
@@ -137,7 +137,7 @@ def _summarise(table: pd.DataFrame, tracker: tracking.Tracker, parent: str) -> p
 
 
 def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
-          names: list[str], job: DictConfig, tracker: tracking.Tracker, parent: str,
+          names: list[str], job: DictConfig, tracker: tracking.BaseTracker, parent: str,
           figures: plots.Figures | None = None) -> dict[str, float]:
     """Fit a fresh clone on the fold's training part and score every part; one child run."""
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
@@ -175,7 +175,7 @@ def _refit_wanted(setting: bool | str, task: Task) -> bool:
     return setting
 
 
-def _refit(template: Pipeline, dataset: data.Dataset, tracker: tracking.Tracker,
+def _refit(template: Pipeline, dataset: data.Dataset, tracker: tracking.BaseTracker,
            parent: str) -> Pipeline:
     """The whole pipeline fit on all the data, logged as the parent run's model."""
     started = time.perf_counter()
@@ -187,7 +187,7 @@ def _refit(template: Pipeline, dataset: data.Dataset, tracker: tracking.Tracker,
     return final
 
 
-def _resumed(run: object, objective: str, tracker: tracking.Tracker,
+def _resumed(run: object, objective: str, tracker: tracking.BaseTracker,
              sweep: str | None) -> Result:
     """`resume=true` and this config already FINISHED: the recorded scores, nothing rerun."""
     scores = run.data.metrics

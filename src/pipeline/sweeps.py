@@ -47,7 +47,7 @@ class SweepSummary(Callback):
                             "or its end could not be recorded)")
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        from pipeline.tracking import scrub
+        from pipeline.tracking.secrets import scrub
 
         if not _multirun(config):
             return  # a single job's failure is the command's own
@@ -167,15 +167,14 @@ def _start_resource_trackers_deaf_to_sighup() -> None:
 
 
 def _open_store(uri: str | None) -> None:
-    from mlflow import MlflowClient
+    from pipeline.tracking.client import quiet_mlflow
+    from pipeline.tracking.store import default_uri, open_client, sqlite_guard
 
-    from pipeline.tracking import _quiet_mlflow, _sqlite_guard, default_uri
-
-    _quiet_mlflow()
+    quiet_mlflow()
     uri = uri or default_uri()
     try:
-        with _sqlite_guard(uri):  # the store may be new: one process at a time creates it
-            MlflowClient(tracking_uri=uri)
+        with sqlite_guard(uri):  # the store may be new: one process at a time creates it
+            open_client(uri)
     except Exception:  # noqa: BLE001 - only a head start: each job reports its store's faults
         pass
 
@@ -183,20 +182,19 @@ def _open_store(uri: str | None) -> None:
 def end_interrupted_sweep() -> str | None:
     """After a stop signal in a sweep's own process: the runs that its jobs' processes could
     not end (the joblib launcher kills its workers) are marked KILLED. Says so, or None."""
-    from pipeline.tracking import _sqlite_guard, default_uri, redact
+    from pipeline.tracking.secrets import redact
+    from pipeline.tracking.store import default_uri, open_client, sqlite_guard
 
     if _sweep is None:
         return None
     uri, directory = _sweep[0] or default_uri(), _sweep[1]
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None  # no job got as far as its store
-    from mlflow import MlflowClient
-
     from pipeline.doctor import end_sweep, stopped_jobs
 
     try:
-        with _sqlite_guard(uri):
-            client = MlflowClient(tracking_uri=uri)
+        with sqlite_guard(uri):
+            client = open_client(uri)
             marked = end_sweep(client, directory)
             # Jobs that heard the signal too (sent to the whole group) ended their runs
             # themselves, before or while the sweep looked.
@@ -214,7 +212,8 @@ def end_interrupted_sweep() -> str | None:
 
 
 def _start(directory: str, key: str) -> None:
-    from pipeline.tracking import redact_logs, unwritable
+    from pipeline.tracking.secrets import redact_logs
+    from pipeline.tracking.store import unwritable
 
     redact_logs()
     problem = unwritable(Path(directory))
@@ -232,7 +231,8 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
     import pandas as pd
 
     from pipeline.metrics import lower_is_better
-    from pipeline.tracking import default_uri, quoted
+    from pipeline.tracking.client import quoted
+    from pipeline.tracking.store import default_uri
 
     try:
         literal = quoted(sweep)

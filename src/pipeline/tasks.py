@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from pipeline.cv import Fold
     from pipeline.plots import Figures
-    from pipeline.tracking import Tracker
+    from pipeline.tracking import BaseTracker as Tracker
 
 # Figures drawn after each fold, from its predictions, and across them on the parent run.
 SUPERVISED_FIGURES = frozenset({"learning_curves", "importance", "tree", "scores", "scree"})

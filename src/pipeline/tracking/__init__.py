@@ -1,0 +1,379 @@
+"""MLflow tracking: one parent run per job, one child run per fold, metrics sent in batches.
+
+The package's face is what the runner uses: `connect` gives the job's tracker, a `Tracker`
+on rank 0 and a `NullTracker` (same calls, nothing sent) on the other ranks, both
+`BaseTracker`s. Each job behind it has its module: `secrets` (no password shown), `params`
+(a config as params, and its hash), `processes` (the tags naming a run's process), `client`
+(MLflow's client with faults as one line), `store` (which store, checked, SQLite shared
+safely); ranks come from `pipeline.distributed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.distributed import global_rank, world_size
+from pipeline.errors import STOP_SIGNALS, Interrupted, PipelineError, signal_of
+from pipeline.tracking.client import (
+    RecordedClient,
+    TrackingFailure,
+    check_reachable,
+    failure_of,
+    quiet_mlflow,
+    quoted,
+)
+from pipeline.tracking.params import config_hash, flatten, loggable
+from pipeline.tracking.processes import process_tags
+from pipeline.tracking.secrets import redact, redact_logs, scrub
+from pipeline.tracking.store import (
+    check_store,
+    create_whole,
+    default_uri,
+    open_client,
+    reader,
+    sqlite_guard,
+    unwritable,
+)
+
+__all__ = [
+    "BaseTracker", "NullTracker", "Tracker", "TrackingFailure", "check_store", "config_hash",
+    "connect", "default_uri", "finished_run", "flatten", "global_rank", "loggable",
+    "process_tags", "quoted", "reader", "redact", "redact_logs", "scrub", "unwritable",
+]
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def connect(uri: str, experiment: str) -> BaseTracker:
+    """The job's tracker. Under torchrun or SLURM every rank runs the job (each fit is
+    distributed); only rank 0 talks to MLflow, so a job still makes one parent run. Runs of the
+    experiment left RUNNING by a process that is gone are marked KILLED first."""
+    if global_rank() != 0:
+        return NullTracker(uri, experiment)
+    from pipeline.doctor import mark_orphans
+
+    tracker = Tracker(uri, experiment)
+    mark_orphans(tracker.client, [tracker.experiment_id])  # runs of jobs killed outright
+    return tracker
+
+
+def finished_run(tracker: BaseTracker, digest: str) -> Any | None:
+    """The latest parent run of the tracker's experiment that FINISHED with config hash
+    `digest` (an `mlflow.entities.Run`), or None; see `BaseTracker.finished_run`."""
+    return tracker.finished_run(digest)
+
+
+class BaseTracker(ABC):
+    """What a job asks of tracking: runs that always end, and what is logged to them. A
+    `Tracker` sends it to MLflow; a `NullTracker` (a rank other than 0) takes the same calls
+    and sends nothing."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+
+    @abstractmethod
+    def run(self, name: str, *, parent: str | None = None,
+            params: Mapping[str, Any] | None = None,
+            tags: Mapping[str, str] | None = None) -> Any:
+        """A context manager yielding the run's id; the run ends whatever happens."""
+
+    @abstractmethod
+    def finished_run(self, digest: str) -> Any | None:
+        """The latest parent run of the experiment that FINISHED with config hash `digest`
+        (an `mlflow.entities.Run`), or None: the job `resume=true` need not run again."""
+
+    @abstractmethod
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float],
+                    curves: Mapping[str, list[float]] | None = None) -> None: ...
+
+    @abstractmethod
+    def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None: ...
+
+    @abstractmethod
+    def log_text(self, run_id: str, text: str, path: str) -> None: ...
+
+    @abstractmethod
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None: ...
+
+    @abstractmethod
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float: ...
+
+
+class Tracker(BaseTracker):
+    """The MLflow side of one job: an experiment, runs that always end, batched logging."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment = uri, experiment
+        # Per parent run, the folds that ended FINISHED: a failure says they are kept.
+        self._finished: dict[str, list[str]] = {}
+        quiet_mlflow()
+        if uri.startswith(("http://", "https://")):
+            check_reachable(uri)
+        from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with sqlite_guard(uri):
+                check_store(uri)
+                create_whole(uri)
+                self.client = RecordedClient(open_client(uri), uri)
+                self.experiment_id = self._experiment(experiment)
+                self.client.artifacts = self.client.get_experiment(
+                    self.experiment_id).artifact_location
+        except PipelineError:
+            raise
+        except OSError as error:
+            if (failure := failure_of(error, uri)) is not None and failure.disk_full:
+                raise failure from error
+            store = Path(uri.removeprefix("sqlite:///"))
+            reason = unwritable(store.parent) or f"{error.strerror}: {error.filename}"
+            raise PipelineError(
+                f"cannot create the MLflow store of tracking.uri={redact(uri)} ({reason}); run "
+                "from a writable directory or set tracking.uri=sqlite:///<writable dir>/mlflow.db"
+            ) from error
+        except (MlflowException, SQLAlchemyError) as error:
+            if (failure := failure_of(error, uri)) is not None and failure.disk_full:
+                raise failure from error
+            message = scrub(" ".join(str(error).split()))[:300]
+            raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
+
+    def _experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=self._artifact_root(name))
+        except MlflowException:
+            # Another job created it in the meantime.
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def finished_run(self, digest: str) -> Any | None:
+        """Under torchrun every rank runs the job (they must agree, and only rank 0 reads the
+        store): none there."""
+        if world_size() > 1:
+            return None
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.config_hash = {quoted(digest)} and "
+                          "attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def _artifact_root(self, name: str) -> str | None:
+        """Beside a local SQLite store, artifacts go to outputs/mlartifacts, not ./mlruns."""
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        root = Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        return (root / name.replace("/", "_")).resolve().as_uri()
+
+    @contextmanager
+    def run(
+        self, name: str, *, parent: str | None = None, params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        """A run that ends FINISHED, FAILED (error message as a tag) or KILLED, whatever happens.
+
+        A stop signal (Ctrl-C, SIGTERM, SIGHUP) leaves a top-level run as an `Interrupted` that
+        says where the partial results are. The run's tags name the process that made it, so
+        that `pipeline.doctor` can tell if the run was orphaned by a process killed outright.
+        """
+        from mlflow.entities import Param
+
+        run_tags = {**(tags or {}), **process_tags(),
+                    **({PARENT_TAG: parent} if parent else {})}
+        with _signals_deferred() as arrived:  # a run that exists is always ended below
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
+        run_id = run.info.run_id
+        try:
+            if arrived:
+                raise Interrupted(signum=arrived[0])
+            if params:
+                self.client.log_batch(
+                    run_id, params=[Param(k, str(v)) for k, v in params.items()]
+                )
+            yield run_id
+        except KeyboardInterrupt as interrupt:
+            with _signals_deferred():  # a second signal must not leave the run RUNNING
+                self.client.set_terminated(run_id, "KILLED")
+            if parent or getattr(interrupt, "where", ""):
+                raise
+            raise Interrupted(
+                f"partial results are in MLflow experiment {self.experiment!r}, run {run_id} "
+                f"(KILLED; its finished fold runs are kept), store {redact(self.uri)}",
+                signum=signal_of(interrupt),
+            ) from None
+        except BaseException as error:
+            message = scrub(" ".join(str(error).split()))[:5000] or repr(error)
+            failure = error if isinstance(error, TrackingFailure) else None
+            try:
+                self.client.set_tag(run_id, "error", message)
+                self.client.set_terminated(run_id, "FAILED")
+                if failure is not None:
+                    failure.failed.append(f"{name} ({run_id})")
+            except TrackingFailure as ending:
+                # The store or server that failed the job cannot end its runs either: the
+                # one line says so, instead of a second traceback.
+                failure = failure or ending
+                failure.unended.append(f"{name} ({run_id})")
+            if failure is not None and parent is None:
+                failure.kept = self._kept(run_id)
+            if failure is not None and failure is not error:
+                raise failure from error
+            raise
+        else:
+            try:
+                self.client.set_terminated(run_id, "FINISHED")
+            except TrackingFailure as failure:
+                failure.unended.append(f"{name} ({run_id})")
+                raise
+            if parent:
+                self._finished.setdefault(parent, []).append(name)
+
+    def _kept(self, parent: str) -> str:
+        folds = self._finished.get(parent, [])
+        if not folds:
+            return "no fold had finished"
+        where = f"experiment {self.experiment!r} of {redact(self.uri)}"
+        verb = "is" if len(folds) == 1 else "are"
+        return f"{', '.join(folds)} finished and {verb} kept in {where}"
+
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float],
+        curves: Mapping[str, list[float]] | None = None,
+    ) -> None:
+        """Scores, plus per-epoch curves at step=epoch (1-based), in one request."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
+        for key, values in (curves or {}).items():
+            batch += [Metric(key, float(v), now, epoch)
+                      for epoch, v in enumerate(values, 1) if math.isfinite(v)]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None:
+        self.client.log_text(run_id, table.to_csv(), path)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None:
+        """A matplotlib figure as a PNG artifact, in one upload."""
+        self.client.log_figure(run_id, figure, path, save_kwargs={"dpi": figure.dpi})
+
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
+        """A fitted scikit-learn pipeline as the run's MLflow model `model`, with a signature
+        and an input example taken from `X` (its training rows); returns the seconds it took.
+
+        Stored with cloudpickle: the safe "skops" format cannot hold a torch network, nor the
+        functions of this package that the preprocessing calls. The `pipeline` package travels
+        with the model (`code_paths`), so it loads where the package is not installed. Its pip
+        requirements are named here: left to MLflow, inferring them would load the model in a
+        subprocess, for seconds to minutes.
+        """
+        import warnings
+        from importlib.metadata import version
+
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import ModelSignature, infer_signature
+
+        from pipeline.models import requires
+        from pipeline.predict import input_schema
+
+        started = time.perf_counter()
+        packages = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf"]
+        if "torch" in requires(model):
+            packages.append("torch")
+        # A local build tag (torch's "+cpu") is no pip requirement.
+        requirements = [f"{name}=={version(name).split('+')[0]}" for name in packages]
+        # The inputs from all rows, so that the model takes its own training data; the
+        # output's type from a few predictions (it is the type of the labels, row by row).
+        sample = X.head(5)
+        signature = ModelSignature(input_schema(X), infer_signature(sample, model.predict(
+            sample)).outputs)
+        mlflow.set_tracking_uri(self.uri)
+        saving = logging.getLogger("mlflow.sklearn")
+        level = saving.level
+        saving.setLevel(logging.ERROR)  # the cloudpickle caution, above, on every job
+        try:
+            # The fluent API logs to the active run: the parent, reopened here. Leaving the
+            # block ends it FINISHED; `run` then sets its final status as for any run.
+            with self.client.failures(), mlflow.start_run(run_id=run_id), \
+                    warnings.catch_warnings():
+                # MLflow's own deprecation warnings (pandas') are not the user's to act on.
+                warnings.filterwarnings("ignore", module=r"mlflow\.")
+                mlflow.sklearn.log_model(
+                    sk_model=model, name="model", signature=signature, input_example=sample,
+                    serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                    pip_requirements=requirements, code_paths=[str(Path(__file__).parent.parent)])
+        finally:
+            saving.setLevel(level)
+        return time.perf_counter() - started
+
+
+class NullTracker(BaseTracker):
+    """A rank other than 0: the same calls, nothing sent, nothing read."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment, self.experiment_id = uri, experiment, ""
+
+    @contextmanager
+    def run(self, name: str, **kwargs: Any) -> Iterator[str]:
+        yield ""
+
+    def finished_run(self, digest: str) -> None:
+        return None
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float],
+                    curves: Mapping[str, list[float]] | None = None) -> None:
+        pass
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        pass
+
+    def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None:
+        pass
+
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None:
+        pass
+
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
+        return 0.0
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Stop signals (SIGINT, SIGTERM, SIGHUP) held back for the duration; the list holds those
+    that came (main thread only: signal handlers cannot be set elsewhere)."""
+    arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    previous = {signum: signal.signal(signum, lambda signum, frame: arrived.append(signum))
+                for signum in STOP_SIGNALS}
+    try:
+        yield arrived
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler set outside Python; the nearest Python equivalent is restored.
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, default if handler is None else handler)

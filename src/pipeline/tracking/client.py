@@ -1,0 +1,199 @@
+"""The MLflow client as a job uses it: a store or server fault is one `TrackingFailure` line
+(disk full, server lost, store failing), a locked SQLite store is tried again, a server is
+checked before the job, MLflow's own chatter is kept off the console."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.tracking.secrets import redact
+
+# Seconds between tries of a call that found the SQLite store locked (about 12 s in all).
+LOCKED_RETRY_PAUSES = (0.1, 0.3, 1.0, 3.0, 8.0)
+
+
+class TrackingFailure(PipelineError):
+    """The disk, the store or the tracking server failed during a job. The one line says
+    what failed and what to do, which finished folds are kept, which runs were marked FAILED
+    and which could not be ended (left RUNNING for `python -m pipeline.doctor`)."""
+
+    def __init__(self, cause: str, advice: str, *, disk_full: bool = False,
+                 server_lost: bool = False):
+        super().__init__(cause)
+        self.cause, self.advice = cause, advice
+        self.disk_full, self.server_lost = disk_full, server_lost
+        self.kept = ""
+        self.failed: list[str] = []
+        self.unended: list[str] = []
+
+    def __str__(self) -> str:
+        parts = [self.cause, self.advice] + ([self.kept] if self.kept else [])
+        if self.failed:
+            parts.append(f"marked FAILED: {', '.join(self.failed)}")
+        if self.unended:
+            until = "the server is back" if self.server_lost else "the store is writable again"
+            parts.append(f"could not be ended, left RUNNING: {', '.join(self.unended)} "
+                         f"(`python -m pipeline.doctor` marks them once {until})")
+        return "; ".join(parts)
+
+
+class RecordedClient:
+    """An MlflowClient whose calls raise a TrackingFailure when the disk, the store or the
+    server fails; once the server is lost, later calls fail at once instead of each waiting
+    out MLflow's retries."""
+
+    def __init__(self, client: Any, uri: str):
+        self._client, self._uri = client, uri
+        self._lost: TrackingFailure | None = None
+        self.artifacts = ""  # where the experiment's artifacts go, for the message
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            # SQLite answers "database is locked" at once, busy timeout or not, when a write
+            # meets another process's snapshot (WAL); the call rolled back and is tried again.
+            for pause in (*LOCKED_RETRY_PAUSES, None):
+                try:
+                    with self.failures():
+                        return attribute(*args, **kwargs)
+                except TrackingFailure as failure:
+                    if pause is None or "database is locked" not in failure.cause:
+                        raise
+                    time.sleep(pause)
+
+        return recorded
+
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        """Any fault of the disk, the store or the server inside the block as a
+        TrackingFailure (anything else passes as it is)."""
+        if self._lost is not None:
+            raise TrackingFailure(self._lost.cause, self._lost.advice, server_lost=True)
+        try:
+            yield
+        except Exception as error:
+            failure = failure_of(error, self._uri, self.artifacts)
+            if failure is None:
+                raise
+            if failure.server_lost:
+                self._lost = failure
+            raise failure from error
+
+
+def failure_of(error: BaseException, uri: str, artifacts: str = "") -> TrackingFailure | None:
+    """`error` as the infrastructure failure it is (disk full, server gone, store failing),
+    or None for anything else (a bug or a user's mistake, reported as it is)."""
+    import requests
+    from sqlalchemy.exc import OperationalError
+
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
+        chain.append(cause)
+    store = redact(uri)
+    for link in chain:
+        in_store = "database or disk is full" in str(link)
+        if in_store or isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            # shutil names the copy's target second; a bare write names no file at all.
+            where = (uri.removeprefix("sqlite:///") if in_store else
+                     getattr(link, "filename2", None) or link.filename
+                     or f"the run's artifacts under {artifacts.removeprefix('file://')}")
+            return TrackingFailure(
+                f"no space left on device writing {where}",
+                "free space there or set tracking.uri=sqlite:///<a disk with room>/mlflow.db "
+                "and run the job again", disk_full=True)
+    for link in chain:
+        if isinstance(link, requests.ConnectionError | requests.Timeout):
+            return TrackingFailure(
+                f"tracking server {store} stopped answering during the job "
+                f"({type(link).__name__})",
+                "check that it runs (docker compose ps), then run the job again",
+                server_lost=True)
+    for link in chain:
+        if isinstance(link, OSError) and link.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            where = getattr(link, "filename2", None) or link.filename or "the store"
+            return TrackingFailure(f"cannot write {where} ({link.strerror})",
+                                   "fix the directory's permissions or set tracking.uri "
+                                   "to a writable store, then run the job again")
+        if isinstance(link, OperationalError):
+            reason = " ".join(str(link.orig).split())[:200]
+            return TrackingFailure(f"the MLflow store {store} failed during the job ({reason})",
+                                   "check its disk and file, then run the job again")
+    return None
+
+
+def quoted(value: str) -> str:
+    """`value` as a string literal of an MLflow search filter (`tags.sweep = {quoted(dir)}`).
+
+    MLflow's parser knows no escapes: it takes the tokens of a SQL lexer and trims the outer
+    quotes (`SearchUtils._strip_quotes`), so `'it''s'` would match the text `it''s`. A value is
+    written between the quotes it does not contain; one holding both kinds, or ending in a
+    backslash (the lexer reads it as an escaped closing quote), cannot be written at all."""
+    for quote in ("'", '"'):
+        if quote not in value and not value.endswith("\\"):
+            return f"{quote}{value}{quote}"
+    raise PipelineError(
+        f"{value!r} cannot be searched for in MLflow (its filters know no escapes for a text "
+        "holding both ' and \", or ending in a backslash); rename it without one of them")
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds with the URI, instead of MLflow's minutes of silent retries.
+
+    What it touches besides: MLflow's HTTP retry settings, environment variables of this
+    process (`MLFLOW_HTTP_REQUEST_*`, read by MLflow at each request), set only where the user
+    set none, so that a server that dies during the job does not stall it for minutes."""
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as error:
+        reason = type(error).__name__
+        raise PipelineError(
+            f"tracking server {redact(uri)} is unreachable ({reason}); start it "
+            "(docker compose up -d) or drop tracking=server / tracking.uri to use the local store"
+        ) from error
+    # Two retries one and two seconds apart ride out a restart; a dead server is known in
+    # about three seconds, and the tracker then stops asking (see RecordedClient).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+# MLflow's loggers that quiet_mlflow turns to WARNING: a new SQLite store's schema migrations
+# (alembic's and MLflow's INFO lines, one per migration) and the link printed per run.
+_CHATTY = ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service")
+
+
+def quiet_mlflow() -> None:
+    """MLflow as a job uses it: no line per schema migration or per run, no traceback for a
+    store failure that the job reports in one line, no usage telemetry.
+
+    What it touches, and nothing else: the loggers in `_CHATTY` (level WARNING), a filter on
+    `mlflow.store.db.utils` that drops its "SQLAlchemy database error" record (MLflow logs it,
+    then raises the error, which the job reports), and two of MLflow's environment variables
+    of this process, set only where the user set none (`MLFLOW_DISABLE_TELEMETRY`: a job
+    reports to the user's tracking store only; `MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`: the
+    job prints where its runs are once, at the end). Calling it again changes nothing."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    if _reraised not in store_log.filters:
+        store_log.addFilter(_reraised)
+
+
+def _reraised(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error")

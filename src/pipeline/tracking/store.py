@@ -1,0 +1,223 @@
+"""The MLflow store a job records to: which one (`default_uri`), whether MLflow may open it
+(`check_store`), creating a SQLite store whole, and SQLite shared safely by jobs side by side
+(`sqlite_guard`, `open_client`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.tracking.secrets import redact
+
+
+def default_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite store under ./outputs."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}"
+
+
+def check_store(uri: str, *, reading: bool = False) -> None:
+    """Refuse, before MLflow opens it, a store that MLflow would damage or misread: another
+    application's SQLite database (MLflow would add its tables to it), a file that is not a
+    database, a store written by a newer MLflow, a directory that is not an `mlruns` store.
+    `reading`: a store that does not exist yet is an error too (a reader never creates one)."""
+    if uri.startswith("sqlite:///"):
+        _check_sqlite_store(uri, reading)
+    elif "://" not in uri or uri.startswith("file:"):
+        _check_file_store(uri, reading)
+
+
+def _check_sqlite_store(uri: str, reading: bool) -> None:
+    import sqlite3
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    shown = redact(uri)
+    if path.is_file() and path.stat().st_size > 0:
+        try:
+            # Read-only: looking must not change another application's file.
+            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+                tables = {row[0] for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                revision = (db.execute("SELECT version_num FROM alembic_version").fetchone()
+                            if "alembic_version" in tables else None)
+        except sqlite3.DatabaseError as error:
+            raise PipelineError(
+                f"tracking.uri={shown} is not an MLflow store: {path} is not an SQLite database "
+                f"({error}) and is left untouched; point tracking.uri to a new file, e.g. "
+                "sqlite:///outputs/mlflow.db") from error
+        # None of MLflow's tables (some of them: a store that MLflow is creating right now).
+        if tables and not tables & {"alembic_version", "experiments", "runs"}:
+            listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise PipelineError(
+                f"tracking.uri={shown} is not an MLflow store: {path} is another application's "
+                f"SQLite database (tables: {listed}) and is left untouched; point "
+                "tracking.uri to a new file, e.g. sqlite:///outputs/mlflow.db")
+        if revision is not None:
+            _check_schema(shown, revision[0])
+            return
+    if reading:
+        raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
+
+
+def _check_schema(shown: str, revision: str) -> None:
+    """A store at a schema revision this MLflow does not know was written by a newer one:
+    MLflow would refuse it with advice to 'upgrade' the store, which cannot work."""
+    from importlib.metadata import version
+
+    import mlflow.store
+
+    folder = Path(mlflow.store.__file__).parent / "db_migrations"
+    # MLflow names each migration `<revision>_<what>.py`: a listing answers in a millisecond
+    # for every store this MLflow wrote, where alembic parses ~70 scripts for a second.
+    if revision in {path.name.split("_", 1)[0] for path in folder.glob("versions/*.py")}:
+        return
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(folder)).walk_revisions()
+    if revision not in {script.revision for script in scripts}:
+        raise PipelineError(
+            f"tracking.uri={shown} was written by a newer MLflow (schema revision {revision}, "
+            f"unknown to the installed MLflow {version('mlflow')}) and is left untouched; "
+            "upgrade mlflow (pip install -U mlflow) or use another store")
+
+
+def _check_file_store(uri: str, reading: bool) -> None:
+    path = Path(uri.removeprefix("file://")) if uri.startswith("file:") else Path(uri)
+    if not path.is_dir() or not any(path.iterdir()):
+        if reading:
+            raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
+        return
+    if not ((path / ".trash").is_dir() or any(path.glob("*/meta.yaml"))):
+        raise PipelineError(
+            f"tracking.uri={redact(uri)} is not an MLflow store: {path} is a directory of "
+            "other files (no mlruns layout) and is left untouched; point tracking.uri to a "
+            "new or empty directory, or to sqlite:///outputs/mlflow.db")
+
+
+def create_whole(uri: str) -> None:
+    """A new SQLite store is built in a file beside it and appears complete, in one step: a
+    reader that opens it meanwhile (compare, MLflow's UI, `mlflow.search_runs`) finds no store
+    or a whole one, never a half-migrated one that it would try to finish under the job."""
+    import sqlite3
+
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if path is None or path.exists():
+        return
+    building = path.with_name(f"{path.name}.creating-{os.getpid()}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+    try:
+        _initialize_tables(engine)
+        engine.dispose()
+        with sqlite3.connect(building) as db:  # one self-contained file: no log beside it
+            db.execute("PRAGMA journal_mode = DELETE")
+        os.link(building, path)  # never over a store that appeared meanwhile
+    except OSError:
+        pass  # a store appeared meanwhile, or no hard links here: MLflow creates it in place
+    finally:
+        engine.dispose()
+        for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def reader(uri: str) -> Any:
+    """An MlflowClient on an existing store that never creates or migrates it: a reader
+    (compare, report) waits while a job creates the store, instead of racing its schema
+    migrations and breaking that job."""
+    from mlflow import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        check_store(uri, reading=True)
+        return MlflowClient(tracking_uri=uri)
+    if not Path(uri.removeprefix("sqlite:///")).is_file():
+        check_store(uri, reading=True)  # says there is no store, without making a lock file
+    try:
+        with sqlite_guard(uri):
+            check_store(uri, reading=True)
+            return open_client(uri)
+    except PermissionError:
+        # A read-only directory: no lock file can be made there, nor can a job write there.
+        return MlflowClient(tracking_uri=uri)
+
+
+@contextmanager
+def sqlite_guard(uri: str) -> Iterator[None]:
+    """Creating or opening a local SQLite store (its schema migrations) happens in one process
+    at a time: jobs side by side (joblib launcher) and readers (compare) wait for each other
+    on a lock file beside the store (`mlflow.db.lock`). Any other URI passes at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_client(uri: str) -> Any:
+    """An MlflowClient on `uri`; on a local SQLite store, the connections of the store's
+    engine wait for a lock instead of failing with "database is locked", and the store uses
+    write-ahead logging so that readers do not block the writer (`_sqlite_pragmas`).
+
+    What it touches: the SQLAlchemy engine(s) of this store only, which MLflow keeps one per
+    URI for the process (the client's store, and the fluent API's for the same URI, share
+    it). Connections MLflow opened while building the store, before the hook was on, are
+    closed and reopened with it. Another engine of the process, another store's included,
+    is left as it is."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    if uri.startswith("sqlite:///"):
+        for engine in store_engines(client):
+            _wait_for_locks(engine)
+    return client
+
+
+def store_engines(client: Any) -> list[Any]:
+    """The SQLAlchemy engines behind an MlflowClient's tracking store (its `engine`, and a
+    read replica's where one is set); none for a server or a file store."""
+    store = client._tracking_client.store
+    return [engine for engine in (getattr(store, "engine", None),
+                                  getattr(store, "read_engine", None)) if engine is not None]
+
+
+def _wait_for_locks(engine: Any) -> None:
+    from sqlalchemy import event
+
+    if event.contains(engine, "connect", _sqlite_pragmas):
+        return
+    event.listen(engine, "connect", _sqlite_pragmas)
+    engine.dispose()  # pooled connections opened without the pragmas: reopened with them
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    import sqlite3
+
+    if isinstance(connection, sqlite3.Connection):
+        connection.execute("PRAGMA busy_timeout = 60000")
+        connection.execute("PRAGMA journal_mode = WAL")
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why `directory` cannot be created or written to, or None if it can."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
