@@ -114,6 +114,32 @@ def test_any_sklearn_scorer_name_is_a_metric(make_cfg, workdir):
                                    iris_reference(KNeighborsClassifier(), cv, name), rtol=1e-12)
 
 
+def test_a_binary_scorer_scores_the_datas_positive_class(make_cfg, workdir):
+    """scikit-learn's binary scorers default to pos_label=1, which named labels do not hold:
+    the job scores the data's positive class, as its own metrics do."""
+    result = run(make_cfg("data=breast_cancer", "model=decision_tree", "cv.n_splits=3",
+                          "metrics.classification=[accuracy,average_precision]", *QUIET))
+    data = datasets.load_breast_cancer()
+    y = data.target_names[data.target]  # the labels the job reads: 'malignant', 'benign'
+    scorer = skm.make_scorer(skm.average_precision_score, pos_label="benign",
+                             response_method=("decision_function", "predict_proba"))
+    from sklearn.tree import DecisionTreeClassifier
+
+    expected = cross_validate(
+        Pipeline([("scale", StandardScaler()), ("model", DecisionTreeClassifier(random_state=42))]),
+        data.data, y, cv=StratifiedKFold(3, shuffle=True, random_state=42),
+        scoring=scorer)["test_score"]
+    np.testing.assert_allclose(result.folds["test_average_precision"], expected, rtol=1e-12)
+
+
+def test_a_scorer_the_model_cannot_answer_is_refused_before_any_run(make_cfg, workdir):
+    with pytest.raises(PipelineError, match=r"metric neg_log_loss reads the model's "
+                                            r"predict_proba, which model=svm does not give"):
+        run(make_cfg("data=iris", "model=svm", *QUIET,
+                     "metrics.classification=[accuracy,neg_log_loss]"))
+    assert all_runs(workdir).empty
+
+
 def test_the_registry_knows_every_configured_metric_and_its_direction(make_cfg):
     cfg = make_cfg()
     for task in ("classification", "regression", "clustering"):

@@ -232,13 +232,45 @@ def score(part: Any, names: list[str], average: str = "macro") -> dict[str, floa
     return scores
 
 
+def check_responses(names: list[str], task: str, estimator: Any, model: str) -> None:
+    """Every scikit-learn scorer among `names` can call the response it reads (predict_proba,
+    decision_function, ...) on `estimator` as configured: one line before any run if not."""
+    for name in names:
+        metric = get(name, task)
+        if metric.response != ESTIMATOR:
+            continue
+        wanted = metric.function._response_method
+        wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        if not any(hasattr(estimator, method) for method in wanted):
+            raise PipelineError(
+                f"metric {name} reads the model's {' or '.join(wanted)}, which model={model} "
+                f"does not give with these settings; remove {name} from metrics.{task} or "
+                "choose a model that gives it")
+
+
 def _scorer_value(metric: Metric, part: Any) -> float:
+    scorer = metric.function
+    if len(part.classes) == 2:
+        scorer = _with_positive_class(scorer, part.classes[1])
     try:
-        return float(metric.function(part.estimator, part.X, part.y_true))
+        return float(scorer(part.estimator, part.X, part.y_true))
     except (ValueError, TypeError) as error:
         message = " ".join(str(error).split())
         raise PipelineError(f"metric {metric.name} (scikit-learn's scorer) cannot score this "
                             f"job's predictions: {message}; remove it from metrics") from error
+
+
+def _with_positive_class(scorer: Any, positive: Any) -> Any:
+    """A binary scorer whose function takes `pos_label`, scoring the data's positive class
+    (the second of `classes`, as the registry's metrics do) rather than scikit-learn's
+    default of 1, which named labels ('benign', 'malignant') do not hold."""
+    import inspect
+
+    function, options = scorer._score_func, dict(scorer._kwargs)
+    if "pos_label" in options or "pos_label" not in inspect.signature(function).parameters:
+        return scorer
+    return skm.make_scorer(function, response_method=scorer._response_method,
+                           greater_is_better=scorer._sign > 0, pos_label=positive, **options)
 
 
 class Predictions:

@@ -106,6 +106,7 @@ def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
         ("preprocess", instantiate_node(job.preprocess, dataset=dataset, task=task)),
         ("model", model),
     ])
+    metrics.check_responses(names, task.name, estimator, job.model.name)
     folds = cv.split(job.cv, dataset, task)
     checks.against_folds(job, estimator, dataset, folds)
     figures = plots.Figures.for_job(job, dataset, len(folds), task)
