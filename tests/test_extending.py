@@ -74,6 +74,22 @@ def test_a_new_cv_scheme_from_sklearn_is_one_yaml(workdir):
     assert list(children(runs, parent["run_id"])["params.test_size"]) == ["38"] * 4
 
 
+def test_a_stratified_sklearn_splitter_on_a_regression_target_is_one_line(workdir):
+    """StratifiedKFold would take every distinct target value for a class: refused, not a
+    list of hundreds of 'classes' too small to stratify."""
+    (workdir / "conf" / "cv").mkdir(parents=True)
+    (workdir / "conf" / "cv" / "skf.yaml").write_text(
+        "_target_: sklearn.model_selection.StratifiedKFold\n"
+        "name: skf\n"
+        "n_splits: 4\n")
+    with pytest.raises(PipelineError) as refused:
+        run(compose_with(workdir / "conf", "data=diabetes", "model=knn", "cv=skf", *QUIET))
+    assert str(refused.value) == (
+        "cv=skf (StratifiedKFold) stratifies on classes, and diabetes has a regression target; "
+        "use a splitter that does not stratify (e.g. KFold)")
+    assert all_runs(workdir).empty
+
+
 def test_a_new_metric_is_one_registry_entry(make_cfg, workdir, monkeypatch):
     monkeypatch.setitem(metrics.REGISTRY, "balanced_accuracy", metrics.Metric(
         "balanced_accuracy", "classification", metrics.LABELS, True,

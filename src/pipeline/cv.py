@@ -43,6 +43,10 @@ def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
     name = cfg.get("name", "custom")
     splitter = _splitter(cfg, task)
     task.check_scheme(name, splitter)
+    if _stratifies(splitter) and not task.has_classes:
+        raise PipelineError(
+            f"cv={name} ({type(splitter).__name__}) stratifies on classes, and {dataset.name} "
+            f"has a {task} target; use a splitter that does not stratify (e.g. KFold)")
     if isinstance(splitter, ms.StratifiedKFold):
         _check_class_sizes(cfg, dataset, splitter.n_splits)
     try:
@@ -137,6 +141,12 @@ def _which(numbers: list[int], n_folds: int) -> str:
     return f"{len(numbers)} of {n_folds} folds ({listed})"
 
 
+def _stratifies(splitter: Any) -> bool:
+    """Whether `splitter` is one of scikit-learn's splitters that stratify on the target."""
+    return type(splitter).__name__.startswith(("Stratified", "RepeatedStratified")) and (
+        type(splitter).__module__.startswith("sklearn."))
+
+
 def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None:
     """scikit-learn only warns when a class has fewer rows than folds (some test folds then
     lack it); here it is a mistake, named with its fix."""
@@ -145,10 +155,13 @@ def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None
     if small.empty:
         return
     listed = ", ".join(f"'{label}' ({count} row{'s' * (count > 1)})"
-                       for label, count in small.items())
+                       for label, count in small.head(10).items())
+    if len(small) > 10:
+        listed += f" and {len(small) - 10} more"
     fewest = int(small.min())
     fix = (f"use cv.n_splits={fewest} or fewer, " if fewest >= 2 else "") + (
-        "merge or drop the rare class(es), or set cv.stratify=false")
+        "merge or drop the rare class(es)"
+        + (", or set cv.stratify=false" if "stratify" in cfg else ""))
     raise PipelineError(
         f"cv={cfg.name} cv.n_splits={n_splits}: class(es) {listed} of {dataset.name} have fewer "
         f"rows than folds; {fix}"
