@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -17,6 +19,54 @@ from omegaconf import DictConfig
 from pipeline.config import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Where the suite's time goes, by CPU rather than wall clock (a shared machine makes the wall
+# clock lie): each test's setup, call and teardown, this process plus the children it waited
+# for (the `python -m pipeline` subprocesses). A module-scoped fixture is charged to the test
+# that first needs it.
+CPU_REPORTED = 25
+_cpu_used: dict[str, tuple[float, float]] = {}
+_started = pytest.StashKey[tuple[float, float]]()
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    item.stash[_started] = (_cpu_seconds(), time.perf_counter())
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    if call.when == "teardown" and _started in item.stash:
+        cpu, wall = item.stash[_started]
+        report = outcome.get_result()
+        # On the report, so that it also reaches the controller under pytest-xdist.
+        report.user_properties.append(("cpu_s", _cpu_seconds() - cpu))
+        report.user_properties.append(("wall_s", time.perf_counter() - wall))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    spent = dict(report.user_properties)
+    if report.when == "teardown" and "cpu_s" in spent:
+        _cpu_used[report.nodeid] = (spent["cpu_s"], spent["wall_s"])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _cpu_used:
+        return
+    total_cpu = sum(cpu for cpu, _ in _cpu_used.values())
+    terminalreporter.section(f"{CPU_REPORTED} tests using the most CPU (this process and its "
+                             f"children; all {len(_cpu_used)} tests: {total_cpu:.0f} s)")
+    ranked = sorted(_cpu_used.items(), key=lambda item: item[1][0], reverse=True)
+    for nodeid, (cpu, wall) in ranked[:CPU_REPORTED]:
+        terminalreporter.write_line(f"{cpu:8.2f}s cpu {wall:8.2f}s wall  {nodeid}")
 
 
 @pytest.fixture
