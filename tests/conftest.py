@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
+import traceback
+import warnings
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import NoReturn
 
@@ -100,6 +106,71 @@ def cli(workdir: Path) -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+# Python's own warning filters (`python -W` unset, no debug build): what a user's console shows.
+PYTHON_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"),
+                          ("ignore", DeprecationWarning, ""),
+                          ("ignore", PendingDeprecationWarning, ""),
+                          ("ignore", ImportWarning, ""), ("ignore", ResourceWarning, "")]
+
+
+def pipeline_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline ARGS` in this process: the real entry point (`pipeline.__main__.main`
+    with `sys.argv`), its exit status, and what it prints to stdout and stderr, as `cli` gives
+    them, less the seconds a fresh interpreter spends importing torch, Lightning, MLflow and
+    scikit-learn. Warnings print to stderr as Python's defaults print them; an exception that
+    escapes prints its traceback and exits 1, as in a process of its own. What this process
+    holds afterwards (signal handlers, logging, Hydra's global state, `sys.argv`) is restored.
+    Tests of process-level behaviour (signals, kills, a fresh interpreter's imports, separate
+    processes sharing a store) keep `cli`."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pipeline import __main__ as entry
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    handled = {signum: signal.getsignal(signum)
+               for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    argv, status = sys.argv, 0
+    sys.argv = ["pipeline", *args]
+    try:
+        with warnings.catch_warnings(record=True) as caught, redirect_stdout(out), \
+                redirect_stderr(err):
+            warnings.resetwarnings()
+            for action, category, module in reversed(PYTHON_WARNING_FILTERS):
+                warnings.filterwarnings(action, category=category, module=module)
+            try:
+                entry.main()
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+                status = 1 if isinstance(exit_.code, str) else exit_.code or 0
+            except Exception:
+                traceback.print_exc()
+                status = 1
+            finally:
+                for caught_warning in caught:
+                    err.write(warnings.formatwarning(
+                        caught_warning.message, caught_warning.category,
+                        caught_warning.filename, caught_warning.lineno, caught_warning.line))
+    finally:
+        sys.argv = argv
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for signum, handler in handled.items():
+            signal.signal(signum, handler)
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(["pipeline", *args], status, out.getvalue(),
+                                       err.getvalue())
+
+
+@pytest.fixture
+def run_cli(workdir: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """`python -m pipeline ARGS` run in this process in the working directory (see
+    `pipeline_in_process`): for tests of what the command prints, exits with and records."""
+    return pipeline_in_process
 
 
 def missing_system_package(message: str) -> NoReturn:
