@@ -131,8 +131,8 @@ def test_predict_names_extra_columns_unknown_runs_and_runs_without_a_model(
 
 
 @pytest.mark.slow
-def test_a_sweep_does_not_refit_by_default(cli, workdir):
-    done = cli("-m", "model=knn", "data=iris", "plots=false")
+def test_a_sweep_does_not_refit_by_default(run_cli, workdir):
+    done = run_cli("-m", "model=knn", "data=iris", "plots=false")
     assert done.returncode == 0, done.stderr
     [parent_id] = parents(all_runs(workdir))["run_id"]
     pd.DataFrame({"x": [1.0]}).to_csv(workdir / "rows.csv", index=False)

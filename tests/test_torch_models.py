@@ -83,8 +83,8 @@ def test_regression_mlp_logs_r2_curve(make_cfg, workdir):
     (["data=diabetes", "model=linear", "model.lr=1e6", "model.optimizer=sgd"],
      ["diverged", "model.lr=1e+06", "model.optimizer=sgd"]),
 ])
-def test_torch_mistakes_are_one_clear_line(cli, workdir, args, words):
-    done = cli(*args, "trainer.max_epochs=5")
+def test_torch_mistakes_are_one_clear_line(run_cli, workdir, args, words):
+    done = run_cli(*args, "trainer.max_epochs=5")
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
