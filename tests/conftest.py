@@ -119,30 +119,45 @@ def pipeline_in_process(*args: str) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` in this process: the real entry point (`pipeline.__main__.main`
     with `sys.argv`), its exit status, and what it prints to stdout and stderr, as `cli` gives
     them, less the seconds a fresh interpreter spends importing torch, Lightning, MLflow and
-    scikit-learn. Warnings print to stderr as Python's defaults print them; an exception that
-    escapes prints its traceback and exits 1, as in a process of its own. What this process
-    holds afterwards (signal handlers, logging, Hydra's global state, `sys.argv`) is restored.
-    Tests of process-level behaviour (signals, kills, a fresh interpreter's imports, separate
-    processes sharing a store) keep `cli`."""
-    from hydra.core.global_hydra import GlobalHydra
-
+    scikit-learn. Tests of process-level behaviour (signals, kills, a fresh interpreter's
+    imports, separate processes sharing a store) keep `cli`."""
     from pipeline import __main__ as entry
+
+    return command_in_process(lambda: entry.main(), "pipeline", *args)
+
+
+def command_in_process(main: Callable[[], object], *argv: str) -> subprocess.CompletedProcess:
+    """Runs a command's `main` in this process with `sys.argv` = `argv`, as `python -m` would:
+    the exit status (`main`'s return value or `SystemExit`), stdout and stderr. Warnings print
+    to stderr as Python's defaults print them, console log handlers (such as Lightning's) write
+    to the captured streams, and an exception that escapes prints its traceback and exits 1,
+    as in a process of its own. What this process holds afterwards (signal handlers, logging,
+    Hydra's global state, `sys.argv`) is restored."""
+    from hydra.core.global_hydra import GlobalHydra
 
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    console = [handler for logger in [root, *logging.root.manager.loggerDict.values()]
+               for handler in getattr(logger, "handlers", ())
+               if type(handler) is logging.StreamHandler]
+    streams = {handler: handler.stream for handler in console}
     handled = {signum: signal.getsignal(signum)
                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    argv, status = sys.argv, 0
-    sys.argv = ["pipeline", *args]
+    saved_argv, status = sys.argv, 0
+    sys.argv = list(argv)
     try:
+        for handler in console:
+            to_stdout = handler.stream in (sys.stdout, sys.__stdout__)
+            handler.setStream(out if to_stdout else err)
         with warnings.catch_warnings(record=True) as caught, redirect_stdout(out), \
                 redirect_stderr(err):
             warnings.resetwarnings()
             for action, category, module in reversed(PYTHON_WARNING_FILTERS):
                 warnings.filterwarnings(action, category=category, module=module)
             try:
-                entry.main()
+                returned = main()
+                status = returned if isinstance(returned, int) else 0
             except SystemExit as exit_:
                 if isinstance(exit_.code, str):
                     print(exit_.code, file=sys.stderr)
@@ -156,14 +171,15 @@ def pipeline_in_process(*args: str) -> subprocess.CompletedProcess:
                         caught_warning.message, caught_warning.category,
                         caught_warning.filename, caught_warning.lineno, caught_warning.line))
     finally:
-        sys.argv = argv
+        sys.argv = saved_argv
         root.handlers[:] = handlers
         root.setLevel(level)
+        for handler, stream in streams.items():
+            handler.setStream(stream)
         for signum, handler in handled.items():
             signal.signal(signum, handler)
         GlobalHydra.instance().clear()
-    return subprocess.CompletedProcess(["pipeline", *args], status, out.getvalue(),
-                                       err.getvalue())
+    return subprocess.CompletedProcess(list(argv), status, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
