@@ -134,7 +134,9 @@ def command_in_process(main: Callable[[], object], *argv: str) -> subprocess.Com
     as in a process of its own. What this process holds afterwards (signal handlers, logging,
     Hydra's global state, `sys.argv`) is restored."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
+    hydra_config = HydraConfig.instance().cfg  # a job sets it; code outside jobs reads it
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
@@ -179,6 +181,7 @@ def command_in_process(main: Callable[[], object], *argv: str) -> subprocess.Com
         for signum, handler in handled.items():
             signal.signal(signum, handler)
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = hydra_config
     return subprocess.CompletedProcess(list(argv), status, out.getvalue(), err.getvalue())
 
 
