@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import resource
+import signal
 import subprocess
 import sys
+import time
+import traceback
+import warnings
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +25,54 @@ from omegaconf import DictConfig
 from pipeline.config import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Where the suite's time goes, by CPU rather than wall clock (a shared machine makes the wall
+# clock lie): each test's setup, call and teardown, this process plus the children it waited
+# for (the `python -m pipeline` subprocesses). A module-scoped fixture is charged to the test
+# that first needs it.
+CPU_REPORTED = 25
+_cpu_used: dict[str, tuple[float, float]] = {}
+_started = pytest.StashKey[tuple[float, float]]()
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    item.stash[_started] = (_cpu_seconds(), time.perf_counter())
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    if call.when == "teardown" and _started in item.stash:
+        cpu, wall = item.stash[_started]
+        report = outcome.get_result()
+        # On the report, so that it also reaches the controller under pytest-xdist.
+        report.user_properties.append(("cpu_s", _cpu_seconds() - cpu))
+        report.user_properties.append(("wall_s", time.perf_counter() - wall))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    spent = dict(report.user_properties)
+    if report.when == "teardown" and "cpu_s" in spent:
+        _cpu_used[report.nodeid] = (spent["cpu_s"], spent["wall_s"])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _cpu_used:
+        return
+    total_cpu = sum(cpu for cpu, _ in _cpu_used.values())
+    terminalreporter.section(f"{CPU_REPORTED} tests using the most CPU (this process and its "
+                             f"children; all {len(_cpu_used)} tests: {total_cpu:.0f} s)")
+    ranked = sorted(_cpu_used.items(), key=lambda item: item[1][0], reverse=True)
+    for nodeid, (cpu, wall) in ranked[:CPU_REPORTED]:
+        terminalreporter.write_line(f"{cpu:8.2f}s cpu {wall:8.2f}s wall  {nodeid}")
 
 
 @pytest.fixture
@@ -50,6 +106,90 @@ def cli(workdir: Path) -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+# Python's own warning filters (`python -W` unset, no debug build): what a user's console shows.
+PYTHON_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"),
+                          ("ignore", DeprecationWarning, ""),
+                          ("ignore", PendingDeprecationWarning, ""),
+                          ("ignore", ImportWarning, ""), ("ignore", ResourceWarning, "")]
+
+
+def pipeline_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline ARGS` in this process: the real entry point (`pipeline.__main__.main`
+    with `sys.argv`), its exit status, and what it prints to stdout and stderr, as `cli` gives
+    them, less the seconds a fresh interpreter spends importing torch, Lightning, MLflow and
+    scikit-learn. Tests of process-level behaviour (signals, kills, a fresh interpreter's
+    imports, separate processes sharing a store) keep `cli`."""
+    from pipeline import __main__ as entry
+
+    return command_in_process(lambda: entry.main(), "pipeline", *args)
+
+
+def command_in_process(main: Callable[[], object], *argv: str) -> subprocess.CompletedProcess:
+    """Runs a command's `main` in this process with `sys.argv` = `argv`, as `python -m` would:
+    the exit status (`main`'s return value or `SystemExit`), stdout and stderr. Warnings print
+    to stderr as Python's defaults print them, console log handlers (such as Lightning's) write
+    to the captured streams, and an exception that escapes prints its traceback and exits 1,
+    as in a process of its own. What this process holds afterwards (signal handlers, logging,
+    Hydra's global state, `sys.argv`) is restored."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_config = HydraConfig.instance().cfg  # a job sets it; code outside jobs reads it
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    console = [handler for logger in [root, *logging.root.manager.loggerDict.values()]
+               for handler in getattr(logger, "handlers", ())
+               if type(handler) is logging.StreamHandler]
+    streams = {handler: handler.stream for handler in console}
+    handled = {signum: signal.getsignal(signum)
+               for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved_argv, status = sys.argv, 0
+    sys.argv = list(argv)
+    try:
+        for handler in console:
+            to_stdout = handler.stream in (sys.stdout, sys.__stdout__)
+            handler.setStream(out if to_stdout else err)
+        with warnings.catch_warnings(record=True) as caught, redirect_stdout(out), \
+                redirect_stderr(err):
+            warnings.resetwarnings()
+            for action, category, module in reversed(PYTHON_WARNING_FILTERS):
+                warnings.filterwarnings(action, category=category, module=module)
+            try:
+                returned = main()
+                status = returned if isinstance(returned, int) else 0
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+                status = 1 if isinstance(exit_.code, str) else exit_.code or 0
+            except Exception:
+                traceback.print_exc()
+                status = 1
+            finally:
+                for caught_warning in caught:
+                    err.write(warnings.formatwarning(
+                        caught_warning.message, caught_warning.category,
+                        caught_warning.filename, caught_warning.lineno, caught_warning.line))
+    finally:
+        sys.argv = saved_argv
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for handler, stream in streams.items():
+            handler.setStream(stream)
+        for signum, handler in handled.items():
+            signal.signal(signum, handler)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = hydra_config
+    return subprocess.CompletedProcess(list(argv), status, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def run_cli(workdir: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """`python -m pipeline ARGS` run in this process in the working directory (see
+    `pipeline_in_process`): for tests of what the command prints, exits with and records."""
+    return pipeline_in_process
 
 
 def missing_system_package(message: str) -> NoReturn:

@@ -29,8 +29,8 @@ def reference_scores(loader, model, scoring: str, stratified: bool) -> np.ndarra
     return result["test_score"]
 
 
-def test_cli_parity_with_cross_validate_read_back_from_mlflow(cli, workdir):
-    done = cli("data=wine", "model=random_forest", "cv=kfold", "seed=42")
+def test_cli_parity_with_cross_validate_read_back_from_mlflow(run_cli, workdir):
+    done = run_cli("data=wine", "model=random_forest", "cv=kfold", "seed=42")
     assert done.returncode == 0, done.stderr
     assert "mean±std" in done.stdout and "fold-5" in done.stdout
 
@@ -124,7 +124,7 @@ def test_timeseries_tests_after_training(make_cfg):
 
 @pytest.mark.slow
 def test_loocv_on_iris_makes_150_fold_runs(make_cfg, workdir):
-    result = run(make_cfg("data=iris", "model=knn", "cv=loocv"))
+    result = run(make_cfg("data=iris", "model=knn", "cv=loocv", "refit=false"))
     folds = children(all_runs(workdir), result.run_id)
     assert len(folds) == 150 and set(folds["status"]) == {"FINISHED"}
     X, y = datasets.load_iris(return_X_y=True)
@@ -188,15 +188,16 @@ def test_csv_task_inference(workdir):
 
 
 def test_seed_drives_the_folds(make_cfg):
-    first = run(make_cfg("data=breast_cancer", "model=decision_tree", "seed=0"))
-    again = run(make_cfg("data=breast_cancer", "model=decision_tree", "seed=0"))
-    other = run(make_cfg("data=breast_cancer", "model=decision_tree", "seed=1"))
+    quick = ["data=breast_cancer", "model=decision_tree", "plots=false", "refit=false"]
+    first = run(make_cfg(*quick, "seed=0"))
+    again = run(make_cfg(*quick, "seed=0"))
+    other = run(make_cfg(*quick, "seed=1"))
     pd.testing.assert_series_equal(first.folds["test_accuracy"], again.folds["test_accuracy"])
     assert not first.folds["test_accuracy"].equals(other.folds["test_accuracy"])
 
 
-def test_multirun_makes_a_parent_run_per_model_in_one_experiment(cli, workdir):
-    done = cli("-m", "model=decision_tree,knn,svm", "data=breast_cancer")
+def test_multirun_makes_a_parent_run_per_model_in_one_experiment(run_cli, workdir):
+    done = run_cli("-m", "model=decision_tree,knn,svm", "data=breast_cancer", "plots=false")
     assert done.returncode == 0, done.stderr
     top = parents(all_runs(workdir))
     assert sorted(top["tags.model"]) == ["decision_tree", "knn", "svm"]
@@ -205,8 +206,8 @@ def test_multirun_makes_a_parent_run_per_model_in_one_experiment(cli, workdir):
     assert sorted(top["tags.job"]) == ["0", "1", "2"]
 
 
-def test_failed_job_does_not_stop_the_sweep(cli, workdir):
-    done = cli("-m", "model=naive_bayes,ols", "data=diabetes")
+def test_failed_job_does_not_stop_the_sweep(run_cli, workdir):
+    done = run_cli("-m", "model=naive_bayes,ols", "data=diabetes", "plots=false")
     assert done.returncode == 1
     assert "1 of 2 jobs failed" in done.stderr and "#0 model=naive_bayes" in done.stderr
     assert "Traceback" not in done.stderr

@@ -2,24 +2,23 @@
 names the problem and its fix, a non-zero exit, no traceback, no MLflow run left RUNNING, and
 (all of these can be known early) before any run is created, so before any training.
 
-The cases run as real subprocesses, a few at once, each in its own working directory.
+Each case runs the real entry point (`python -m pipeline`'s `main`, see `pipeline_in_process`) in
+its own working directory; a fresh interpreter per case would cost seconds of imports each.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import all_runs
+from tests.conftest import all_runs, pipeline_in_process
 
 
 def write(name: str, frame: pd.DataFrame) -> Callable[[Path], None]:
@@ -166,11 +165,12 @@ def run_mistake(mistake: Mistake, workdir: Path) -> None:
     workdir.mkdir(parents=True)
     if mistake.setup:
         mistake.setup(workdir)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",
-                                                             "HYDRA_FULL_ERROR")}
     args = [arg.format(workdir=workdir) for arg in mistake.args]
-    done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=120)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("HYDRA_FULL_ERROR", raising=False)
+        done = pipeline_in_process(*args)
     runs = all_runs(workdir) if (workdir / "outputs").is_dir() else pd.DataFrame(
         columns=["run_id", "status"])
     mistake.outcome.update(done=done, runs=runs)
@@ -178,14 +178,13 @@ def run_mistake(mistake: Mistake, workdir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """Runs every selected case once, three at a time (most of a case is starting Python)."""
+    """Runs every selected case once."""
     selected = [item.callspec.params["name"] for item in request.session.items
                 if getattr(item, "module", None) is request.module
                 and getattr(item, "originalname", "") == "test_bad_input_is_one_clear_line"]
     root = tmp_path_factory.mktemp("mistakes")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        list(pool.map(lambda i_name: run_mistake(MISTAKES[i_name[1]], root / str(i_name[0])),
-                      enumerate(selected)))
+    for number, name in enumerate(selected):
+        run_mistake(MISTAKES[name], root / str(number))
     return {name: MISTAKES[name].outcome for name in selected}
 
 

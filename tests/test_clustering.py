@@ -10,8 +10,8 @@ from tests.conftest import all_runs, assert_refused_before_any_work, children, s
 from pipeline.runner import run
 
 
-def test_kmeans_on_iris_agrees_with_the_species(cli, workdir):
-    done = cli("data=iris", "model=kmeans", "model.n_clusters=3")
+def test_kmeans_on_iris_agrees_with_the_species(run_cli, workdir):
+    done = run_cli("data=iris", "model=kmeans", "model.n_clusters=3")
     assert done.returncode == 0, done.stderr
     assert "test_silhouette:" in done.stdout and "±" in done.stdout
     runs = all_runs(workdir)
@@ -41,10 +41,10 @@ def test_ward_hierarchical_clustering_runs_and_draws(make_cfg, workdir, data):
         assert np.asarray(image).std() > 10  # drawn, not blank
 
 
-def test_choose_k_preset_ranks_k_by_silhouette(cli, workdir):
+def test_choose_k_preset_ranks_k_by_silhouette(run_cli, workdir):
     from pipeline.compare import leaderboard
 
-    done = cli("experiment=choose_k", "model.n_clusters=2,3,4", "plots=false")
+    done = run_cli("experiment=choose_k", "model.n_clusters=2,3,4", "plots=false")
     assert done.returncode == 0, done.stderr
     _, table = leaderboard(store_uri(workdir), sweep="latest")
     assert sorted(table["params"]) == ["n_clusters=2", "n_clusters=3", "n_clusters=4"]
@@ -63,9 +63,10 @@ def test_labels_score_but_never_fit_the_clusters(make_cfg, workdir, monkeypatch)
         labels = dataset.y.sample(frac=1.0, random_state=0).reset_index(drop=True)
         return data_module.Dataset(dataset.X, labels, dataset.task, dataset.name)
 
-    honest = run(make_cfg("data=iris", "model=kmeans"))
+    quick = ["data=iris", "model=kmeans", "plots=false", "refit=false"]
+    honest = run(make_cfg(*quick))
     monkeypatch.setattr(data_module, "bundled", shuffled_labels)
-    shuffled = run(make_cfg("data=iris", "model=kmeans"))
+    shuffled = run(make_cfg(*quick))
     np.testing.assert_array_equal(honest.folds["test_silhouette"],
                                   shuffled.folds["test_silhouette"])
     assert shuffled.folds["test_ari"].mean() < 0.05 < honest.folds["test_ari"].mean()
@@ -78,18 +79,18 @@ def test_labels_score_but_never_fit_the_clusters(make_cfg, workdir, monkeypatch)
     (["model=knn", "data.task=clustering"], ["clustering", "kmeans", "hierarchical"]),
     (["model=random_forest", "cv=resample"], ["cv=resample", "clustering"]),
 ])
-def test_clustering_mistakes_fail_before_any_work(cli, workdir, args, words):
-    assert_refused_before_any_work(cli(*args), workdir, words)
+def test_clustering_mistakes_fail_before_any_work(run_cli, workdir, args, words):
+    assert_refused_before_any_work(run_cli(*args), workdir, words)
 
 
-def test_unlabelled_csv_is_clustered_without_label_scores(cli, workdir):
+def test_unlabelled_csv_is_clustered_without_label_scores(run_cli, workdir):
     from sklearn.datasets import make_blobs
 
     X, _ = make_blobs(240, 4, centers=4, random_state=0)
     import pandas as pd
 
     pd.DataFrame(X, columns=list("abcd")).to_csv(workdir / "blobs.csv", index=False)
-    done = cli("data=csv", "data.path=blobs.csv", "data.task=clustering", "model=kmeans",
+    done = run_cli("data=csv", "data.path=blobs.csv", "data.task=clustering", "model=kmeans",
                "model.n_clusters=4")
     assert done.returncode == 0, done.stderr
     runs = all_runs(workdir)

@@ -139,9 +139,9 @@ def test_integer_columns_that_are_not_identifiers_are_kept(workdir):
     assert not [note for note in dataset.notes if note.startswith("warning:")]
 
 
-def test_cli_refuses_pandas_index_column_before_any_run(cli, workdir):
+def test_cli_refuses_pandas_index_column_before_any_run(run_cli, workdir):
     write(people(), workdir, "indexed.csv", index=True)
-    done = cli("data=csv", "data.path=indexed.csv", "data.target=label", "model=knn")
+    done = run_cli("data=csv", "data.path=indexed.csv", "data.target=label", "model=knn")
     assert_refused_before_any_work(done, workdir, ["'Unnamed: 0'", "row number",
                                                    "index=False", "data.features=[a,b]"])
 

@@ -10,14 +10,19 @@ import pytest
 from tests.conftest import all_runs, children, parents
 
 EPOCHS = "trainer.max_epochs=10"
+# Figures and the refit model are beside the point here (the refit is one more fit of the same
+# estimator, which test_neural's ddp_spawn test covers); each would start more processes.
+QUICK = ["plots=false", "refit=false"]
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes(cli, workdir):
-    single = cli("data=digits", "model=mlp", "trainer=cpu", EPOCHS)
+def test_ddp_on_two_cpu_processes(cli, run_cli, workdir):
+    # The single-process reference runs here; the DDP job in a process of its own, so that
+    # its workers' output is the command's output.
+    single = run_cli("data=digits", "model=mlp", "trainer=cpu", EPOCHS, *QUICK)
     assert single.returncode == 0, single.stderr
     ddp = cli("data=digits", "model=mlp", "trainer=ddp", "trainer.devices=2",
-              "trainer.accelerator=cpu", EPOCHS)
+              "trainer.accelerator=cpu", EPOCHS, *QUICK)
     assert ddp.returncode == 0, ddp.stderr
     assert "Initializing distributed" not in ddp.stdout + ddp.stderr  # workers stay quiet
 

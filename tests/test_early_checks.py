@@ -126,8 +126,8 @@ def test_impossible_argument_is_refused_before_any_run(name, make_cfg, workdir):
 @pytest.mark.parametrize("overrides, words", [
     (["model=knn", "model.n_neighbors=1000"], ["model.n_neighbors=1000", "or fewer"]),
 ])
-def test_the_command_prints_one_line(overrides, words, cli, workdir):
-    done = cli(*overrides)
+def test_the_command_prints_one_line(overrides, words, run_cli, workdir):
+    done = run_cli(*overrides)
     assert "Traceback" not in done.stderr + done.stdout
     assert_refused_before_any_work(done, workdir, words)
 
@@ -185,19 +185,19 @@ def test_unquotable_values_are_refused(value, workdir):
 
 
 @pytest.mark.slow
-def test_sweep_and_experiment_named_with_quotes_end_to_end(cli, workdir):
+def test_sweep_and_experiment_named_with_quotes_end_to_end(run_cli, workdir):
     """A sweep in a directory with a quote marks its best job; a second sweep (another quote
     kind) with resume=true finds both jobs FINISHED and marks the best among them."""
     jobs = ["-m", "model=knn", "model.n_neighbors=3,7", "cv.n_splits=3",
             "tracking.experiment=\"Bob's iris\"", *QUICK]
-    first = cli(*jobs, "hydra.sweep.dir=\"sweeps/it's\"")
+    first = run_cli(*jobs, "hydra.sweep.dir=\"sweeps/it's\"")
     assert first.returncode == 0, first.stderr
     assert "best of 2 job(s)" in first.stdout
     runs = parents(all_runs(workdir))
     assert len(runs) == 2 and set(runs["tags.sweep"]) == {"sweeps/it's"}
     assert (runs["tags.best_in_sweep"] == "true").sum() == 1
 
-    again = cli(*jobs, "resume=true", "hydra.sweep.dir='sweeps/\"again\"'")
+    again = run_cli(*jobs, "resume=true", "hydra.sweep.dir='sweeps/\"again\"'")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped:") + again.stderr.count("skipped:") == 2
     assert "best of 2 job(s)" in again.stdout
@@ -209,7 +209,7 @@ def test_sweep_and_experiment_named_with_quotes_end_to_end(cli, workdir):
     assert names == {"Bob's iris"}
 
     # Both kinds of quote: no MLflow filter can hold it, so each job refuses it up front.
-    both = cli("-m", "model=knn", "hydra.sweep.dir='sweeps/it\\'s \"both\"'", *QUICK)
+    both = run_cli("-m", "model=knn", "hydra.sweep.dir='sweeps/it\\'s \"both\"'", *QUICK)
     assert both.returncode == 1 and "Traceback" not in both.stderr, both.stderr
     assert "hydra.sweep.dir" in both.stderr and "cannot be searched for in MLflow" in both.stderr
     assert len(all_runs(workdir)) == 2 + 2 * 3  # the two jobs above and their folds only

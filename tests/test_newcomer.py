@@ -117,8 +117,8 @@ def test_binary_scores_keep_sklearns_positive_class_with_named_classes(make_cfg,
                                   confusion_matrix(y[test], model.predict(X[test])))
 
 
-def test_help_names_the_other_commands(cli):
-    done = cli("--help")
+def test_help_names_the_other_commands(run_cli):
+    done = run_cli("--help")
     assert done.returncode == 0, done.stderr
     for command in ("python -m pipeline.compare", "python -m pipeline.predict",
                     "python -m pipeline.doctor"):

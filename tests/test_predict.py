@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn import datasets
-from tests.conftest import all_runs, parents, store_uri
+from tests.conftest import all_runs, command_in_process, parents, store_uri
 
 from pipeline import predict, tracking
 from pipeline.runner import run
@@ -42,9 +42,10 @@ def python(code: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPr
 
 
 def predict_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, "-m", "pipeline.predict", *args], cwd=workdir,
-                          env=env, capture_output=True, text=True, timeout=120)
+    """`python -m pipeline.predict ARGS` in `workdir` (the `workdir` fixture's directory), run
+    in this process: exit status, stdout and stderr (see `command_in_process`)."""
+    assert Path.cwd() == workdir
+    return command_in_process(lambda: predict.main(), "pipeline.predict", *args)
 
 
 @pytest.mark.slow
@@ -131,8 +132,8 @@ def test_predict_names_extra_columns_unknown_runs_and_runs_without_a_model(
 
 
 @pytest.mark.slow
-def test_a_sweep_does_not_refit_by_default(cli, workdir):
-    done = cli("-m", "model=knn", "data=iris", "plots=false")
+def test_a_sweep_does_not_refit_by_default(run_cli, workdir):
+    done = run_cli("-m", "model=knn", "data=iris", "plots=false")
     assert done.returncode == 0, done.stderr
     [parent_id] = parents(all_runs(workdir))["run_id"]
     pd.DataFrame({"x": [1.0]}).to_csv(workdir / "rows.csv", index=False)

@@ -65,5 +65,5 @@ def test_reduction_never_sees_the_test_fold(make_cfg, reduce):
     (["preprocess.reduce=pca", "preprocess.n_components=-1"], ["preprocess.n_components"]),
     (["preprocess.reduce=umap"], ["preprocess.reduce='umap'", "pca"]),
 ])
-def test_reduction_mistakes_fail_before_any_work(cli, workdir, args, words):
-    assert_refused_before_any_work(cli(*args), workdir, words)
+def test_reduction_mistakes_fail_before_any_work(run_cli, workdir, args, words):
+    assert_refused_before_any_work(run_cli(*args), workdir, words)

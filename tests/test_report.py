@@ -16,8 +16,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 FOLD_ROW = re.compile(r"^fold-(\d)\s+(\d\.\d{3}\s+){6}\d\.\d{3}\s+\d\.\d{3}$", re.MULTILINE)
 
 
-def test_output_off_a_terminal_is_plain_lines(cli):
-    done = cli("data=iris", "model=knn", "plots=false", "refit=false")
+def test_output_off_a_terminal_is_plain_lines(run_cli):
+    done = run_cli("data=iris", "model=knn", "plots=false", "refit=false")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert not ANSI.search(out + done.stderr)

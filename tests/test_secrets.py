@@ -3,9 +3,6 @@ config.yaml) or the console, and environment variables are not logged."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -58,25 +55,27 @@ def leaks(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_credentials_in_the_uri_reach_neither_mlflow_nor_the_console(workdir, tmp_path_factory):
+def test_credentials_in_the_uri_reach_neither_mlflow_nor_the_console(workdir, tmp_path_factory,
+                                                                      run_cli, monkeypatch):
     from mlflow import MlflowClient
 
     home = tmp_path_factory.mktemp("mlflow-secrets")
     with mlflow_server(f"sqlite:///{home / 'mlflow.db'}", home) as server:
         with_password = server.url.replace("http://", f"http://alice:{PASSWORD}@")
-        base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         commands = [
             # On the command line, one job (it also refits and logs the model and figures).
-            ({**base, "PIPELINE_SECRET": ENV_SECRET},
+            ({"PIPELINE_SECRET": ENV_SECRET},
              ["data=iris", "model=knn", "cv.n_splits=2", f"tracking.uri={with_password}"]),
             # From the environment, a sweep: Hydra lists each job's overrides as it starts it.
-            ({**base, "MLFLOW_TRACKING_URI": with_password, "PIPELINE_SECRET": ENV_SECRET},
+            ({"MLFLOW_TRACKING_URI": with_password, "PIPELINE_SECRET": ENV_SECRET},
              ["-m", "data=iris", "model=knn,naive_bayes", "cv.n_splits=2", "tracking=server",
               f"+note={with_password}"]),
         ]
         for env, args in commands:
-            done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=workdir,
-                                  env=env, capture_output=True, text=True, timeout=300)
+            with monkeypatch.context() as patch:
+                for name, value in env.items():
+                    patch.setenv(name, value)
+                done = run_cli(*args)
             assert done.returncode == 0, done.stderr[-3000:]
             console = done.stdout + done.stderr
             assert PASSWORD not in console and ENV_SECRET not in console

@@ -15,6 +15,9 @@ from tests.conftest import all_runs, children, store_uri
 from pipeline.errors import PipelineError
 from pipeline.runner import run
 
+# Figures and the refit model (one more fit on all rows) are beside these tests' point.
+QUICK = ["plots=false", "refit=false"]
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "floor"), [
@@ -24,14 +27,15 @@ from pipeline.runner import run
     (["data=digits", "model=mlp"], 0.96),
 ])
 def test_torch_models_reach_their_accuracy(make_cfg, overrides, floor):
-    result = run(make_cfg(*overrides, "cv=kfold"))
+    result = run(make_cfg(*overrides, "cv=kfold", *QUICK))
     assert result.score >= floor, result.folds["test_accuracy"]
 
 
 @pytest.mark.slow
 def test_linear_matches_closed_form_ols(make_cfg):
-    linear = run(make_cfg("data=diabetes", "model=linear", "model.validation_fraction=0"))
-    ols = run(make_cfg("data=diabetes", "model=ols"))
+    linear = run(make_cfg("data=diabetes", "model=linear", "model.validation_fraction=0",
+                          *QUICK))
+    ols = run(make_cfg("data=diabetes", "model=ols", *QUICK))
     assert abs(linear.score - ols.score) <= 0.01
     np.testing.assert_allclose(linear.folds["test_r2"], ols.folds["test_r2"], atol=0.03)
 
@@ -51,7 +55,7 @@ def test_linear_matches_closed_form_ols(make_cfg):
 @pytest.mark.parametrize("batch_size", ["null", "1", "32"])
 def test_batch_sizes_train_and_log_curves(make_cfg, workdir, batch_size):
     result = run(make_cfg("data=iris", "model=softmax", "cv=holdout", "trainer.max_epochs=4",
-                          f"model.batch_size={batch_size}"))
+                          f"model.batch_size={batch_size}", *QUICK))
     [fold_id] = children(all_runs(workdir), result.run_id)["run_id"]
     client = MlflowClient(store_uri(workdir))
     for key in ("train_loss", "val_loss", "val_accuracy"):
@@ -64,12 +68,13 @@ def test_batch_sizes_train_and_log_curves(make_cfg, workdir, batch_size):
 def test_every_optimizer_trains(make_cfg, optimizer):
     result = run(make_cfg("data=breast_cancer", "model=logistic", "cv=holdout",
                           "trainer.max_epochs=5", f"model.optimizer={optimizer}",
-                          "model.lr=0.01"))
+                          "model.lr=0.01", *QUICK))
     assert result.score > 0.85
 
 
 def test_regression_mlp_logs_r2_curve(make_cfg, workdir):
-    result = run(make_cfg("data=diabetes", "model=mlp", "cv=holdout", "trainer.max_epochs=3"))
+    result = run(make_cfg("data=diabetes", "model=mlp", "cv=holdout", "trainer.max_epochs=3",
+                          *QUICK))
     [fold_id] = children(all_runs(workdir), result.run_id)["run_id"]
     history = MlflowClient(store_uri(workdir)).get_metric_history(fold_id, "val_r2")
     assert len(history) == 3
@@ -86,8 +91,8 @@ def test_regression_mlp_logs_r2_curve(make_cfg, workdir):
     (["data=diabetes", "model=linear", "model.lr=1e6", "model.optimizer=sgd"],
      ["diverged", "model.lr=1e+06", "model.optimizer=sgd"]),
 ])
-def test_torch_mistakes_are_one_clear_line(cli, workdir, args, words):
-    done = cli(*args, "trainer.max_epochs=5")
+def test_torch_mistakes_are_one_clear_line(run_cli, workdir, args, words):
+    done = run_cli(*args, "trainer.max_epochs=5")
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
@@ -110,8 +115,8 @@ def test_divergence_fails_the_fold_and_parent(make_cfg, workdir):
 
 
 def test_same_command_same_fold_metrics(make_cfg):
-    first = run(make_cfg("data=wine", "model=mlp", "trainer.max_epochs=5"))
-    again = run(make_cfg("data=wine", "model=mlp", "trainer.max_epochs=5"))
+    first = run(make_cfg("data=wine", "model=mlp", "trainer.max_epochs=5", *QUICK))
+    again = run(make_cfg("data=wine", "model=mlp", "trainer.max_epochs=5", *QUICK))
     np.testing.assert_array_equal(first.folds.filter(like="test_").to_numpy(),
                                   again.folds.filter(like="test_").to_numpy())
 
