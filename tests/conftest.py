@@ -26,6 +26,11 @@ from pipeline.config import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# pytest-xdist runs a test per core; torch's default of a thread per core in each of them (and
+# in the jobs they start, which inherit this) would put two threads on every core, and small
+# networks then crawl. Set before anything imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Where the suite's time goes, by CPU rather than wall clock (a shared machine makes the wall
 # clock lie): each test's setup, call and teardown, this process plus the children it waited
 # for (the `python -m pipeline` subprocesses). A module-scoped fixture is charged to the test
