@@ -145,6 +145,12 @@ def command_in_process(main: Callable[[], object], *argv: str) -> subprocess.Com
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # A command may set its loggers' levels for the rest of its process (the doctor quiets
+    # `pipeline`), and Lightning's launchers leave variables in os.environ: none of it may
+    # reach the next command run in this process.
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}
+    environ = dict(os.environ)
     console = [handler for logger in [root, *logging.root.manager.loggerDict.values()]
                for handler in getattr(logger, "handlers", ())
                if type(handler) is logging.StreamHandler]
@@ -181,6 +187,11 @@ def command_in_process(main: Callable[[], object], *argv: str) -> subprocess.Com
         sys.argv = saved_argv
         root.handlers[:] = handlers
         root.setLevel(level)
+        for name, logger in logging.root.manager.loggerDict.items():
+            if isinstance(logger, logging.Logger):
+                logger.setLevel(levels.get(name, logging.NOTSET))
+        os.environ.clear()
+        os.environ.update(environ)
         for handler, stream in streams.items():
             handler.setStream(stream)
         for signum, handler in handled.items():

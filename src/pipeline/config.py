@@ -75,7 +75,9 @@ def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: 
         # Objects such as a Dataset must reach the target as they are, not as configs.
         target = instantiate(spec, _convert_="all", _partial_=True)
     except InstantiationException as error:
-        if not kwargs and not isinstance(_innermost(error), PipelineError | TypeError):
+        chain = _causes(error)
+        if not kwargs and not (any(isinstance(cause, PipelineError) for cause in chain)
+                               or isinstance(chain[-1], TypeError)):
             raise  # not a mistake in the config: the traceback shows where it is
         raise PipelineError(_first_cause(error)) from error
     try:
@@ -86,10 +88,12 @@ def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: 
         raise PipelineError(f"{error}; remove that key from the config") from error
 
 
-def _innermost(error: BaseException) -> BaseException:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and its causes, outermost first (a PipelineError may itself have a cause)."""
+    chain = [error]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    return chain
 
 
 def _first_cause(error: BaseException) -> str:

@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="only list what would be marked")
     args = parser.parse_args(argv)
     uri = args.uri or default_uri()
-    logging.getLogger("pipeline").setLevel(logging.ERROR)  # the lines below say it all
+    quieted = logging.getLogger("pipeline")
+    level = quieted.level
+    quieted.setLevel(logging.ERROR)  # the lines below say it all
     try:
         findings = mark_store(uri, dry_run=args.dry_run)
     except PipelineError as error:
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: tracking.uri={redact(uri)} cannot be used: "
               f"{scrub(' '.join(str(error).split()))[:300]}", file=sys.stderr)
         return 1
+    finally:  # called as a function, it leaves the caller's logging as it found it
+        quieted.setLevel(level)
     orphans = [finding for finding in findings if finding.orphan]
     unknown = [finding for finding in findings if finding.orphan is None]
     verb = "would mark" if args.dry_run else "marked"

@@ -54,8 +54,18 @@ def run(cfg: DictConfig) -> Result:
     tracking store) is checked before the first fit. `cfg` is left as it is: the job reads a
     copy of it configured for the task it decides.
     """
+    level = log.level
     if tracking.global_rank() != 0:
         log.setLevel(logging.WARNING)  # under torchrun, rank 0 speaks for the job
+    try:
+        return _run(cfg)
+    finally:
+        log.setLevel(level)
+
+
+def _run(cfg: DictConfig) -> Result:
+    """The job as the picture draws it: load, decide the task, plan the folds, run them,
+    summarise, refit, report."""
     checks.seed(cfg)
     dataset = data.load(cfg.data)
     task = tasks.decide(dataset, cfg.model)
