@@ -97,9 +97,8 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 
 def _first_cause(error: BaseException) -> str:
-    """Hydra wraps the real error; users want the innermost message, on one line."""
-    while error.__cause__ is not None:
-        if isinstance(error.__cause__, PipelineError):
-            return str(error.__cause__)
-        error = error.__cause__
-    return " ".join(str(error).split())
+    """Hydra wraps the real error; users want the first PipelineError among its causes, else
+    the innermost message, on one line."""
+    causes = _causes(error)
+    ours = next((cause for cause in causes[1:] if isinstance(cause, PipelineError)), None)
+    return str(ours) if ours is not None else " ".join(str(causes[-1]).split())

@@ -32,20 +32,15 @@ def build(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> BaseEs
     return estimator
 
 
-def fits(estimator: Any, task: str, n_classes: int) -> bool:
-    """Whether `estimator` can learn a `task` target with `n_classes` classes."""
-    return tasks.of(task).fits(estimator, n_classes)
-
-
 def suitable(task: str, n_classes: int) -> list[str]:
     """The names of the model options that fit a `task` target with `n_classes` classes."""
-    names = []
+    names, learner = [], tasks.of(task)
     for file in sorted((config_dir() / "model").glob("*.yaml")):
         option = OmegaConf.load(file)
         option.pop("defaults", None)
         root = OmegaConf.create({"data": {"task": task}, "seed": 0, "trainer": {}, "model": option})
         try:
-            if fits(instantiate_node(root.model), task, n_classes):
+            if learner.fits(instantiate_node(root.model), n_classes):
                 names.append(file.stem)
         except PipelineError:
             continue

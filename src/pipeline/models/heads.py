@@ -92,7 +92,7 @@ class BinaryHead(_ClassifierHead):
         return np.column_stack([1 - positive, positive])
 
     def predict(self, output: np.ndarray) -> np.ndarray:
-        positive = 1 / (1 + np.exp(-output[:, 0]))
+        positive = self.predict_proba(output)[:, 1]
         return self.classes_[(positive > self.threshold).astype(int)]
 
 
