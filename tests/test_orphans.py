@@ -76,7 +76,7 @@ def test_next_job_marks_them_and_resume_does_not_count_them_done(orphaned, workd
     assert_marked(workdir, orphaned)
     tracker = tracking.connect(store_uri(workdir), "digits")
     [digest] = set(orphaned["tags.config_hash"].dropna())
-    assert tracking.finished_run(tracker, digest) is None  # resume=true runs it again
+    assert tracker.finished_run(digest) is None  # resume=true runs it again
 
 
 def test_compare_marks_them(orphaned, workdir, capsys):

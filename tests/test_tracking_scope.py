@@ -54,7 +54,7 @@ def test_a_rank_other_than_0_gets_a_tracker_that_sends_nothing(workdir: Path,
         tracker.log_metrics(run_id, {"test_accuracy": 1.0})
         tracker.log_text(run_id, "x", "x.txt")
     assert run_id == ""
-    assert tracking.finished_run(tracker, "0123456789abcdef") is None
+    assert tracker.finished_run("0123456789abcdef") is None
     assert not (workdir / "outputs").exists()  # no store was created, nor read
 
 

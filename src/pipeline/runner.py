@@ -78,7 +78,7 @@ def _run(cfg: DictConfig) -> Result:
     resolved = tracking.loggable(OmegaConf.to_container(job, resolve=True))
     tags = {**_tags(job, dataset, task), "config_hash": tracking.config_hash(resolved)}
     objective = f"test_{job.objective}"
-    if job.get("resume") and (done := tracking.finished_run(tracker, tags["config_hash"])):
+    if job.get("resume") and (done := tracker.finished_run(tags["config_hash"])):
         return _resumed(done, objective, tracker, tags.get("sweep"))
     with tracker.run(f"{job.model.name}-{job.cv.name}", params=tracking.flatten(resolved),
                      tags=tags) as parent:

@@ -48,7 +48,7 @@ from pipeline.tracking.store import (
 
 __all__ = [
     "BaseTracker", "NullTracker", "Tracker", "TrackingFailure", "check_store", "config_hash",
-    "connect", "default_uri", "finished_run", "flatten", "global_rank", "loggable",
+    "connect", "default_uri", "flatten", "global_rank", "loggable",
     "process_tags", "quoted", "reader", "redact", "redact_logs", "scrub", "unwritable",
 ]
 
@@ -66,12 +66,6 @@ def connect(uri: str, experiment: str) -> BaseTracker:
     tracker = Tracker(uri, experiment)
     mark_orphans(tracker.client, [tracker.experiment_id])  # runs of jobs killed outright
     return tracker
-
-
-def finished_run(tracker: BaseTracker, digest: str) -> Any | None:
-    """The latest parent run of the tracker's experiment that FINISHED with config hash
-    `digest` (an `mlflow.entities.Run`), or None; see `BaseTracker.finished_run`."""
-    return tracker.finished_run(digest)
 
 
 class BaseTracker(ABC):
