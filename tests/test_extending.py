@@ -33,6 +33,14 @@ def compose_with(extra: Path, *overrides: str):
         return compose("config", overrides=[f"hydra.searchpath=[file://{extra}]", *overrides])
 
 
+def option(conf: Path, group: str, name: str, text: str) -> Path:
+    """`conf/<group>/<name>.yaml` holding `text`: one option file in a config directory of
+    the user's own; returns `conf`, for `compose_with`."""
+    (conf / group).mkdir(parents=True, exist_ok=True)
+    (conf / group / f"{name}.yaml").write_text(text)
+    return conf
+
+
 def iris_reference(model, cv, scoring="accuracy") -> np.ndarray:
     X, y = datasets.load_iris(return_X_y=True)
     return cross_validate(Pipeline([("scale", StandardScaler()), ("model", model)]), X, y,
@@ -40,14 +48,13 @@ def iris_reference(model, cv, scoring="accuracy") -> np.ndarray:
 
 
 def test_a_new_sklearn_model_is_one_yaml(workdir):
-    (workdir / "conf" / "model").mkdir(parents=True)
-    (workdir / "conf" / "model" / "extra_trees.yaml").write_text(
-        "_target_: ${by_task:sklearn.ensemble.ExtraTreesClassifier,"
-        "sklearn.ensemble.ExtraTreesRegressor}\n"
-        "name: extra_trees\n"
-        "n_estimators: 50\n"
-        "random_state: ${seed}\n")
-    result = run(compose_with(workdir / "conf", "data=iris", "model=extra_trees", *QUIET))
+    conf = option(workdir / "conf", "model", "extra_trees",
+                  "_target_: ${by_task:sklearn.ensemble.ExtraTreesClassifier,"
+                  "sklearn.ensemble.ExtraTreesRegressor}\n"
+                  "name: extra_trees\n"
+                  "n_estimators: 50\n"
+                  "random_state: ${seed}\n")
+    result = run(compose_with(conf, "data=iris", "model=extra_trees", *QUIET))
     expected = iris_reference(ExtraTreesClassifier(n_estimators=50, random_state=42),
                               StratifiedKFold(5, shuffle=True, random_state=42))
     np.testing.assert_array_equal(result.folds["test_accuracy"].to_numpy(), expected)
@@ -57,14 +64,13 @@ def test_a_new_sklearn_model_is_one_yaml(workdir):
 
 
 def test_a_new_cv_scheme_from_sklearn_is_one_yaml(workdir):
-    (workdir / "conf" / "cv").mkdir(parents=True)
-    (workdir / "conf" / "cv" / "shuffle.yaml").write_text(
-        "_target_: sklearn.model_selection.ShuffleSplit\n"
-        "name: shuffle\n"
-        "n_splits: 4\n"
-        "test_size: 0.25\n"
-        "random_state: ${seed}\n")
-    result = run(compose_with(workdir / "conf", "data=iris", "model=knn", "cv=shuffle", *QUIET))
+    conf = option(workdir / "conf", "cv", "shuffle",
+                  "_target_: sklearn.model_selection.ShuffleSplit\n"
+                  "name: shuffle\n"
+                  "n_splits: 4\n"
+                  "test_size: 0.25\n"
+                  "random_state: ${seed}\n")
+    result = run(compose_with(conf, "data=iris", "model=knn", "cv=shuffle", *QUIET))
     expected = iris_reference(KNeighborsClassifier(),
                               ShuffleSplit(4, test_size=0.25, random_state=42))
     np.testing.assert_array_equal(result.folds["test_accuracy"].to_numpy(), expected)
@@ -77,13 +83,12 @@ def test_a_new_cv_scheme_from_sklearn_is_one_yaml(workdir):
 def test_a_stratified_sklearn_splitter_on_a_regression_target_is_one_line(workdir):
     """StratifiedKFold would take every distinct target value for a class: refused, not a
     list of hundreds of 'classes' too small to stratify."""
-    (workdir / "conf" / "cv").mkdir(parents=True)
-    (workdir / "conf" / "cv" / "skf.yaml").write_text(
-        "_target_: sklearn.model_selection.StratifiedKFold\n"
-        "name: skf\n"
-        "n_splits: 4\n")
+    conf = option(workdir / "conf", "cv", "skf",
+                  "_target_: sklearn.model_selection.StratifiedKFold\n"
+                  "name: skf\n"
+                  "n_splits: 4\n")
     with pytest.raises(PipelineError) as refused:
-        run(compose_with(workdir / "conf", "data=diabetes", "model=knn", "cv=skf", *QUIET))
+        run(compose_with(conf, "data=diabetes", "model=knn", "cv=skf", *QUIET))
     assert str(refused.value) == (
         "cv=skf (StratifiedKFold) stratifies on classes, and diabetes has a regression target; "
         "use a splitter that does not stratify (e.g. KFold)")
