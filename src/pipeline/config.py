@@ -51,9 +51,11 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("direction", _direction, replace=True)
 
 
-def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: Any) -> Any:
+def instantiate_node(node: DictConfig, *, label: str | None = "name", drop: tuple[str, ...] = (),
+                     **kwargs: Any) -> Any:
     """Instantiate a config group's node. Its `label` key names the option in run names and
-    tags and is not passed on (data loaders take their `name`: `label=None`)."""
+    tags and is not passed on (data loaders take their `name`: `label=None`), nor are the keys
+    in `drop` (settings of the job, not arguments of the target)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -67,8 +69,8 @@ def instantiate_node(node: DictConfig, *, label: str | None = "name", **kwargs: 
         if cause is None:
             raise
         raise cause from None
-    if label:
-        spec.pop(label, None)
+    for key in (label, *drop) if label else drop:
+        spec.pop(key, None)
     try:
         if not kwargs:
             return instantiate(spec, _convert_="all")

@@ -64,6 +64,10 @@ def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
     return Folds(folds, notes)
 
 
+# Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split.
+RUN_KEYS = ("n_jobs", "batch_folds")
+
+
 def _splitter(cfg: DictConfig, task: Task) -> Any:
     """The `cv` group's splitter; `task` goes to a target that takes one (our schemes)."""
     import inspect
@@ -77,7 +81,7 @@ def _splitter(cfg: DictConfig, task: Task) -> Any:
         takes_task = "task" in inspect.signature(target).parameters
     except (ImportError, ValueError, TypeError):
         takes_task = False  # instantiating says what is wrong
-    return instantiate_node(cfg, **({"task": task} if takes_task else {}))
+    return instantiate_node(cfg, drop=RUN_KEYS, **({"task": task} if takes_task else {}))
 
 
 def _check_parts(cfg: DictConfig, dataset: Dataset, folds: list[Fold]) -> tuple[str, ...]:
