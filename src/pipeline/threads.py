@@ -30,6 +30,8 @@ PARALLEL_WORK = 2e7
 WORK_PER_THREAD = PARALLEL_WORK / 2
 
 _setting: int | str | None = None  # this process's policy while a job runs (`policy`)
+BUSY_TTL_S = 1.0
+_busy: tuple[float, int] | None = None  # (when, busy cores) last seen
 
 
 def check(value: Any) -> int | str:
@@ -92,16 +94,23 @@ def usable_cores() -> int:
 def busy_cores() -> int:
     """Cores that other tasks keep busy now: the runnable tasks the kernel counts (Linux's
     /proc/loadavg), least of three looks a millisecond apart so that a passing task is not
-    counted, less this thread. 0 where the system does not say."""
+    counted, less this thread. 0 where the system does not say. Looked at once a second at
+    most (a job of many small folds asks per fit)."""
+    global _busy
+    now = time.monotonic()
+    if _busy is not None and now - _busy[0] < BUSY_TTL_S:
+        return _busy[1]
     looks = []
-    for _ in range(3):
+    for look in range(3):
         try:
             with open("/proc/loadavg") as file:
                 looks.append(int(file.read().split()[3].split("/")[0]))
         except (OSError, ValueError, IndexError):
             return 0
-        time.sleep(0.001)
-    return max(0, min(looks) - 1)
+        if look < 2:
+            time.sleep(0.001)
+    _busy = (now, max(0, min(looks) - 1))
+    return _busy[1]
 
 
 def free_cores() -> int:
