@@ -98,3 +98,17 @@ def test_a_job_refuses_a_bad_value_before_any_run(make_cfg, workdir, value):
     with pytest.raises(PipelineError, match=f"threads={value} is not auto"):
         runner.run(make_cfg("model=logistic", "data=breast_cancer", f"threads={value}"))
     assert not (workdir / "outputs").exists()  # no store, no run
+
+
+def test_threads_do_not_change_what_a_job_is(make_cfg):
+    """`resume=true` finds a job run on other threads (and runs from before the key existed)."""
+    from omegaconf import OmegaConf
+
+    from pipeline import tracking
+
+    digests = {tracking.config_hash(OmegaConf.to_container(make_cfg(f"threads={value}"),
+                                                           resolve=True))
+               for value in ("auto", "1", "2")}
+    assert len(digests) == 1
+    assert digests != {tracking.config_hash(OmegaConf.to_container(make_cfg("seed=1"),
+                                                                   resolve=True))}
