@@ -32,6 +32,7 @@ def test_auto_gives_small_work_one_thread_and_large_work_the_idle_cores(four_idl
     assert threads.for_torch(threads.PARALLEL_WORK) == 2
     assert threads.for_torch(100 * threads.PARALLEL_WORK) == 4  # never above the cores
     assert threads.for_blas() == 4
+    assert threads.per_worker(2) == 2 and threads.per_worker(8) == 1
 
 
 def test_auto_leaves_cores_that_other_processes_keep_busy(four_idle_cores, monkeypatch):
@@ -47,6 +48,7 @@ def test_a_number_overrides_auto(four_idle_cores):
         assert threads.setting() == 3
         assert threads.for_torch(DIGITS_MLP_STEP) == 3
         assert threads.for_blas() == 3
+        assert threads.per_worker(2) == 3  # N per process
         assert os.environ[threads.ENV] == "3"  # for the processes the job starts
     assert threads.setting() == threads.AUTO
     assert threads.ENV not in os.environ

@@ -138,6 +138,13 @@ def for_blas() -> int:
     return int(chosen) if chosen != AUTO else free_cores()
 
 
+def per_worker(workers: int) -> int:
+    """BLAS/OpenMP (and torch) threads for each of `workers` processes working at once (folds
+    in joblib workers): `threads: N` gives each N; `auto` shares the free cores among them."""
+    chosen = setting()
+    return int(chosen) if chosen != AUTO else max(1, free_cores() // max(1, workers))
+
+
 @contextlib.contextmanager
 def limited(n: int, *, torch: bool = True, blas: bool = True) -> Iterator[int]:
     """Within the block: with `torch`, torch's intra-op threads (where torch is loaded: this
