@@ -76,3 +76,14 @@ def test_config_mistake_imports_nothing_heavy(workdir: Path, args: list[str], sa
     if says.startswith("error: "):
         [line] = done.stderr.strip().splitlines()  # ours: one line
         assert line.startswith(says)
+
+
+def test_help_in_process_leaves_hydra_as_it_was(run_cli):
+    """The quick `--help` shares one config repository only while help is printed."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    build = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
+    done = run_cli("--help")
+    assert done.returncode == 0, done.stderr
+    assert "model: decision_tree, hierarchical" in done.stdout
+    assert ConfigLoaderImpl._parse_overrides_and_create_caching_repo is build

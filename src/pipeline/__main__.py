@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import hydra
@@ -25,10 +27,9 @@ def main() -> None:
     (joblib), the runs those processes could not end are marked KILLED here.
     """
     stop_on_signals()
-    if HELP.intersection(sys.argv[1:]):
-        _quick_help()
     try:
-        job()
+        with _quick_help() if HELP.intersection(sys.argv[1:]) else contextlib.nullcontext():
+            job()
     except KeyboardInterrupt as interrupt:
         from pipeline import sweeps
 
@@ -70,15 +71,19 @@ def _check_settings(cfg: DictConfig) -> None:
     threads.check(cfg.get("threads", threads.AUTO))
 
 
-def _quick_help() -> None:
+@contextlib.contextmanager
+def _quick_help() -> Iterator[None]:
     """`--help` lists every option of every config group; Hydra builds (deep-copies) its config
     repository once per group it asks about, which takes a second. The search path does not
-    change while help is printed, so one repository per (config, overrides) serves every ask."""
+    change while help is printed, so within this block one repository per (loader, config,
+    overrides) serves every ask."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    build = getattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo", None)
-    if build is None or getattr(build, "memoized", False):
-        return  # another Hydra than the one this was written for: its own pace
+    name = "_parse_overrides_and_create_caching_repo"
+    build = getattr(ConfigLoaderImpl, name, None)
+    if build is None:  # another Hydra than the one this was written for: its own pace
+        yield
+        return
     built: dict[tuple, Any] = {}
 
     def memoized(self: ConfigLoaderImpl, config_name: str | None,
@@ -88,8 +93,11 @@ def _quick_help() -> None:
             built[key] = build(self, config_name, overrides)
         return built[key]
 
-    memoized.memoized = True
-    ConfigLoaderImpl._parse_overrides_and_create_caching_repo = memoized
+    setattr(ConfigLoaderImpl, name, memoized)
+    try:
+        yield
+    finally:
+        setattr(ConfigLoaderImpl, name, build)
 
 
 def _in_sweep() -> bool:
