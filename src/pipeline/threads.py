@@ -22,8 +22,10 @@ AUTO = "auto"
 # `threads` for processes started during a job (joblib workers): they read it from here.
 ENV = "PIPELINE_THREADS"
 # Multiply-adds per optimizer step (batch rows x the sum of in x out over the layers) from
-# which a second thread pays for its synchronisation; below it one thread is faster even on
-# an idle machine. Measured by benchmarks/bench_threads.py --sizes (see README, "Threads").
+# which a second thread may pay for its synchronisation. Set high on purpose: one thread too
+# few costs at most the split's gain, one too many 10-100x on a busy machine. On the 2-core
+# machine it was tuned on, never idle, one thread won at every size up to 4e9
+# (benchmarks/bench_threads.py --sizes measures it where cores are free).
 PARALLEL_WORK = 2e7
 # Above it, a thread per this much work, at most the free cores (above them the team waits
 # for its preempted members).
