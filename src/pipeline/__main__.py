@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import config_dir
 from pipeline.errors import PipelineError, exit_status, stop_on_signals
+
+HELP = {"--help", "-h", "--hydra-help"}
 
 
 def main() -> None:
@@ -23,7 +28,8 @@ def main() -> None:
     """
     stop_on_signals()
     try:
-        job()
+        with _quick_help() if HELP.intersection(sys.argv[1:]) else contextlib.nullcontext():
+            job()
     except KeyboardInterrupt as interrupt:
         from pipeline import sweeps
 
@@ -43,16 +49,55 @@ def job(cfg: DictConfig) -> float:
     goes on and lists it at the end; `HYDRA_FULL_ERROR=1` shows the traceback too). A stop
     signal ends the job's runs and stops the sweep too (see `main`).
     """
-    from pipeline.runner import run
-
     stop_on_signals()  # again: a joblib launcher runs the job in a worker process
     try:
+        _check_settings(cfg)
+        from pipeline.runner import run  # scikit-learn, pandas: after the quick checks
+
         return run(cfg).score
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         if _in_sweep() or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(1)
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """The top-level settings that need no data, checked before the runner and the libraries
+    it needs load, so that such a mistake answers at once (the runner checks them too)."""
+    from pipeline import checks, threads
+
+    checks.seed(cfg)
+    threads.check(cfg.get("threads", threads.AUTO))
+
+
+@contextlib.contextmanager
+def _quick_help() -> Iterator[None]:
+    """`--help` lists every option of every config group; Hydra builds (deep-copies) its config
+    repository once per group it asks about, which takes a second. The search path does not
+    change while help is printed, so within this block one repository per (loader, config,
+    overrides) serves every ask."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    name = "_parse_overrides_and_create_caching_repo"
+    build = getattr(ConfigLoaderImpl, name, None)
+    if build is None:  # another Hydra than the one this was written for: its own pace
+        yield
+        return
+    built: dict[tuple, Any] = {}
+
+    def memoized(self: ConfigLoaderImpl, config_name: str | None,
+                 overrides: list[str]) -> Any:
+        key = (id(self), config_name, tuple(overrides))
+        if key not in built:
+            built[key] = build(self, config_name, overrides)
+        return built[key]
+
+    setattr(ConfigLoaderImpl, name, memoized)
+    try:
+        yield
+    finally:
+        setattr(ConfigLoaderImpl, name, build)
 
 
 def _in_sweep() -> bool:

@@ -8,15 +8,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
-from sklearn.base import BaseEstimator
-from sklearn.pipeline import Pipeline
 
-from pipeline.cv import Fold
-from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # `seed` is checked before scikit-learn and pandas are imported
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+
+    from pipeline.cv import Fold
+    from pipeline.data import Dataset
 
 # numpy's range for a seed, and so scikit-learn's `random_state` and the splitters'.
 MAX_SEED = 2**32 - 1
@@ -69,6 +72,8 @@ def _preprocessing_arguments(cfg: DictConfig, preprocess: Any) -> None:
 
 def _parts(estimator: Any) -> Iterator[BaseEstimator]:
     """`estimator` and every estimator nested in it (pipeline steps, column transformers)."""
+    from sklearn.base import BaseEstimator
+
     if not isinstance(estimator, BaseEstimator):
         return
     yield estimator
@@ -100,6 +105,8 @@ def _preprocessing_message(cfg: DictConfig, part: BaseEstimator, message: str) -
 def _sizes(cfg: DictConfig, estimator: Pipeline, dataset: Dataset, folds: list[Fold]) -> None:
     """Counts in the reducer's and the model's arguments against the rows of the smallest
     training part and the columns the preprocessing makes of them."""
+    from sklearn.pipeline import Pipeline
+
     rows = min(len(fold.train) for fold in folds)
     where = (f"the {rows} rows of the smallest training part "
              f"({len(folds)} fold(s) of cv={cfg.cv.name})")

@@ -23,6 +23,7 @@ from pipeline import (
     preprocessing,
     report,
     tasks,
+    threads,
     tracking,
 )
 from pipeline.config import instantiate_node
@@ -58,7 +59,8 @@ def run(cfg: DictConfig) -> Result:
     if tracking.global_rank() != 0:
         log.setLevel(logging.WARNING)  # under torchrun, rank 0 speaks for the job
     try:
-        return _run(cfg)
+        with threads.for_job(cfg.get("threads", threads.AUTO)):
+            return _run(cfg)
     finally:
         log.setLevel(level)
 

@@ -28,6 +28,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch import nn
 
+from pipeline import threads
 from pipeline.errors import PipelineError
 from pipeline.models.heads import Head
 
@@ -450,5 +451,13 @@ def train(
             fused = isinstance(trainer.strategy, SingleDeviceStrategy) and not _counts_steps(spec)
             module.direct_steps = fused and _per_step_hooks_are_no_ops(trainer)
             steps = module.plan(trainer.world_size, fused)
-            _fit_passing_interrupts(trainer, module, steps)
+            with threads.limited(threads.for_torch(_step_work(module)), blas=False):
+                _fit_passing_interrupts(trainer, module, steps)
     return module.network.cpu().eval(), module.history, module.n_steps
+
+
+def _step_work(module: NetworkModule) -> int:
+    """Multiply-adds of one optimizer step's matrix products: the batch's rows times the sum
+    of in x out features over the layers (`threads.for_torch` picks the threads from it)."""
+    weights = sum(p.numel() for p in module.network.parameters() if p.dim() >= 2)
+    return module.batch_size * weights

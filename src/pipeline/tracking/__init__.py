@@ -19,9 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pipeline.distributed import global_rank, world_size
 from pipeline.errors import STOP_SIGNALS, Interrupted, PipelineError, signal_of
@@ -51,6 +49,9 @@ __all__ = [
     "connect", "default_uri", "flatten", "global_rank", "loggable",
     "process_tags", "quoted", "reader", "redact", "redact_logs", "scrub", "unwritable",
 ]
+
+if TYPE_CHECKING:  # the Hydra callbacks import this package before a job's first check
+    import pandas as pd
 
 PARENT_TAG = "mlflow.parentRunId"
 

@@ -11,8 +11,8 @@ from pipeline.tracking.secrets import scrub
 
 # MLflow keeps param values up to this length.
 MAX_PARAM_LENGTH = 6000
-# Config keys that say where and how a job is recorded, not what it computes.
-NOT_HASHED = ("hydra", "tracking", "resume")
+# Config keys that say where and how a job is recorded or run, not what it computes.
+NOT_HASHED = ("hydra", "tracking", "resume", "threads")
 
 
 def loggable(tree: Any) -> Any:
