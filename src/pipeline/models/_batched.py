@@ -139,71 +139,97 @@ class StackedNetwork(nn.Module):
 
 class FoldOptimizer(torch.optim.Optimizer):
     """sgd (with momentum), adam, rmsprop or adagrad on a (k, P) tensor of k folds' parameters,
-    with torch's formulas and defaults, each fold with its own state and step count; a step
-    changes only the folds marked active."""
+    with torch's formulas and defaults, each fold with its own state and step count.
+
+    An epoch's steps are planned at once (:meth:`plan_epoch`) from which folds take a step at
+    each: a fold that does not (its batches are done, or it stopped early) gets factors that
+    leave its parameters and state exactly as they are (a zero learning rate, a moment decay
+    of 1), so that a step is a handful of whole-tensor operations with no masking."""
+
+    BETAS, ADAM_EPS, RMSPROP_ALPHA, RMSPROP_EPS, ADAGRAD_EPS = (0.9, 0.999), 1e-8, 0.99, 1e-8, 1e-10
 
     def __init__(self, flat: torch.Tensor, grad: torch.Tensor, spec: TrainSpec) -> None:
         super().__init__([flat], {"lr": spec.lr})
         self.flat, self.grad, self.spec = flat, grad, spec
-        zeros = torch.zeros_like
-        self.buffers = {
-            "sgd": lambda: [zeros(flat)] if spec.momentum else [],
-            "adam": lambda: [zeros(flat), zeros(flat)],
-            "rmsprop": lambda: [zeros(flat)] + ([zeros(flat)] if spec.momentum else []),
-            "adagrad": lambda: [zeros(flat)],
-        }[spec.optimizer]()
+        self.moments = [torch.zeros_like(flat) for _ in range(self._n_moments())]
         self.steps = torch.zeros(flat.shape[0], 1, dtype=torch.float64, device=flat.device)
+
+    def _n_moments(self) -> int:
+        spec = self.spec
+        return {"sgd": int(spec.momentum > 0), "adam": 2, "rmsprop": 1 + int(spec.momentum > 0),
+                "adagrad": 1}[spec.optimizer]
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         self.grad.zero_()
 
     def step(self, closure: Any = None) -> None:
-        """Every fold, one update."""
-        self.update(torch.ones(self.flat.shape[0], 1, dtype=torch.bool, device=self.flat.device))
+        """One update of every fold (the training loop plans epochs and calls ``update``)."""
+        self.plan_epoch(torch.ones(self.flat.shape[0], 1, dtype=torch.bool,
+                                   device=self.flat.device))
+        self.update(0)
+
+    def plan_epoch(self, active: torch.Tensor) -> None:
+        """``active`` (k, steps) says which folds take each of the epoch's steps."""
+        spec, dtype = self.spec, self.flat.dtype
+        taken = active.to(torch.float64)
+        on = taken.to(dtype).unsqueeze(2)  # (k, steps, 1): 1 where the fold steps, else 0
+
+        def keep_unless(factor: float) -> list[torch.Tensor]:  # factor where on, else 1
+            return list((1 + on * (factor - 1)).unbind(1))
+
+        self._on = list(on.unbind(1))
+        self._lr = list((on * spec.lr).unbind(1))
+        if spec.optimizer == "adam":
+            beta1, beta2 = self.BETAS
+            # Each fold's own step count at each step, for the bias corrections.
+            counts = (self.steps + taken.cumsum(1)).clamp_min(1)
+            self.steps += taken.sum(1, keepdim=True)
+            step_size = (spec.lr / (1 - beta1**counts)) * taken
+            self._step_size = list(step_size.to(dtype).unsqueeze(2).unbind(1))
+            self._correction2 = list((1 - beta2**counts).sqrt().to(dtype).unsqueeze(2).unbind(1))
+            self._decay1 = list((on * (1 - beta1)).unbind(1))
+            self._decay2 = keep_unless(beta2)
+            self._gain2 = list((on * (1 - beta2)).unbind(1))
+        elif spec.optimizer == "rmsprop":
+            self._decay2 = keep_unless(self.RMSPROP_ALPHA)
+            self._gain2 = list((on * (1 - self.RMSPROP_ALPHA)).unbind(1))
+        if spec.momentum:
+            self._momentum = keep_unless(spec.momentum)
 
     @torch.no_grad()
-    def update(self, active: torch.Tensor) -> None:
-        """One update of the folds where ``active`` (shape (k, 1), bool) is true; called directly
-        by the training loop (``step`` goes through torch's optimizer hooks)."""
-        spec, param, grad, where = self.spec, self.flat, self.grad, torch.where
+    def update(self, t: int) -> None:
+        """The planned step ``t`` of the epoch."""
+        spec, param, grad = self.spec, self.flat, self.grad
         if spec.weight_decay:
             grad = grad.add(param, alpha=spec.weight_decay)
-        if spec.optimizer == "sgd":
+        optimizer = spec.optimizer
+        if optimizer == "sgd":
             if spec.momentum:
-                (buffer,) = self.buffers
+                (buffer,) = self.moments
                 # From zeros, the first step's buffer is the gradient, as torch's SGD starts it.
-                buffer.copy_(where(active, buffer * spec.momentum + grad, buffer))
+                buffer.mul_(self._momentum[t]).addcmul_(grad, self._on[t])
                 grad = buffer
-            update = grad * spec.lr
-        elif spec.optimizer == "adam":
-            beta1, beta2, eps = 0.9, 0.999, 1e-8
-            exp_avg, exp_avg_sq = self.buffers
-            self.steps.add_(active.to(self.steps.dtype))
-            correction1 = (1 - beta1**self.steps).to(param.dtype)
-            correction2_sqrt = (1 - beta2**self.steps).sqrt().to(param.dtype)
-            exp_avg.copy_(where(active, exp_avg.lerp(grad, 1 - beta1), exp_avg))
-            exp_avg_sq.copy_(where(active, exp_avg_sq * beta2 + grad * grad * (1 - beta2),
-                                   exp_avg_sq))
-            denom = exp_avg_sq.sqrt().div_(correction2_sqrt).add_(eps)
-            update = exp_avg.div(denom).mul_(spec.lr / correction1)
-        elif spec.optimizer == "rmsprop":
-            alpha, eps = 0.99, 1e-8
-            square_avg = self.buffers[0]
-            square_avg.copy_(where(active, square_avg * alpha + grad * grad * (1 - alpha),
-                                   square_avg))
-            step = grad / square_avg.sqrt().add_(eps)
+            param.addcmul_(grad, self._lr[t], value=-1)
+        elif optimizer == "adam":
+            exp_avg, exp_avg_sq = self.moments
+            exp_avg.lerp_(grad, self._decay1[t])
+            exp_avg_sq.mul_(self._decay2[t]).addcmul_(grad, grad * self._gain2[t])
+            denom = exp_avg_sq.sqrt().div_(self._correction2[t]).add_(self.ADAM_EPS)
+            param.addcdiv_(exp_avg * self._step_size[t], denom, value=-1)
+        elif optimizer == "rmsprop":
+            square_avg = self.moments[0]
+            square_avg.mul_(self._decay2[t]).addcmul_(grad, grad * self._gain2[t])
+            step = grad / square_avg.sqrt().add_(self.RMSPROP_EPS)
             if spec.momentum:
-                buffer = self.buffers[1]
-                buffer.copy_(where(active, buffer * spec.momentum + step, buffer))
+                buffer = self.moments[1]
+                buffer.mul_(self._momentum[t]).addcmul_(step, self._on[t])
                 step = buffer
-            update = step * spec.lr
+            param.addcmul_(step, self._lr[t], value=-1)
         else:  # adagrad
-            eps = 1e-10
-            state_sum = self.buffers[0]
-            state_sum.copy_(where(active, state_sum + grad * grad, state_sum))
-            update = grad / state_sum.sqrt().add_(eps) * spec.lr
-        param.sub_(where(active, update, torch.zeros((), dtype=param.dtype,
-                                                     device=param.device)))
+            state_sum = self.moments[0]
+            state_sum.addcmul_(grad, grad * self._on[t])
+            param.addcmul_(grad / state_sum.sqrt().add_(self.ADAGRAD_EPS), self._lr[t],
+                           value=-1)
 
 
 def per_row_loss(head: Any) -> Any:
@@ -330,33 +356,36 @@ class FoldsModule(pl.LightningModule):
                 order[f, :n] = torch.randperm(n, generator=generator)
         rows = order.gather(1, self.slots.clamp_min(0).view(self.k, -1)).to(self.device)
         depth, width = self.slots.shape[1:]
-        self._epoch_X = self._X[self._folds, rows].view(self.k, depth, width, -1)
+        epoch_X = self._X[self._folds, rows].view(self.k, depth, width, -1)
         y = self._y[self._folds, rows]
-        self._epoch_y = y.view(self.k, depth, width, *y.shape[2:])
+        epoch_y = y.view(self.k, depth, width, *y.shape[2:])
         running = torch.tensor(self.running, device=self.device)[:, None]
-        self._active = self._has_batch & running
-        self._epoch_weights = self._weights * self._active[:, :, None]
-        self._loss_sums = torch.zeros(self.k, device=self.device)
+        active = self._has_batch & running
+        self.optimizer.plan_epoch(active)
+        weights = self._weights * active[:, :, None]
+        # Per step: the (k, width) batches, each row's weight in the loss (1/batch size, 0 for
+        # padding and for folds that take no step).
+        self._batches = list(zip(epoch_X.unbind(1), epoch_y.unbind(1), weights.unbind(1),
+                                 strict=True))
+        self._row_losses = torch.zeros(self.k, depth, width, device=self.device)
 
     def training_step(self, step: int, batch_idx: int) -> None:
         # Direct torch calls, as the sequential path makes on one device.
         network, optimizer, row_loss = self.network, self.optimizer, self.row_loss
-        epoch_X, epoch_y, weights, valid = (self._epoch_X, self._epoch_y, self._epoch_weights,
-                                            self._valid)
-        active, loss_sums = self._active, self._loss_sums
-        for t in range(epoch_X.shape[1]):
+        row_losses = self._row_losses.unbind(1)
+        for t, (X, y, weights) in enumerate(self._batches):
             optimizer.zero_grad()
-            rows = row_loss(network(epoch_X[:, t]), epoch_y[:, t])
-            (rows * weights[:, t]).sum().backward()
-            optimizer.update(active[:, t, None])
-            loss_sums.add_((rows.detach() * valid[:, t]).sum(1))
+            rows = row_loss(network(X), y)
+            (rows * weights).sum().backward()
+            optimizer.update(t)
+            row_losses[t].copy_(rows.detach())
         for f in range(self.k):
             if self.running[f]:
                 self.n_steps[f] += self.n_batches[f]
 
     def on_train_epoch_end(self) -> None:
-        sizes = torch.tensor(self.sizes, device=self.device, dtype=self._loss_sums.dtype)
-        values = [self._loss_sums / sizes]
+        sizes = torch.tensor(self.sizes, device=self.device, dtype=self._row_losses.dtype)
+        values = [(self._row_losses * self._valid).sum((1, 2)) / sizes]
         if self.has_val:
             with torch.no_grad():
                 output = self.network(self._X_val)
