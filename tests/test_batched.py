@@ -203,3 +203,22 @@ def test_interrupt_during_a_batched_fit_leaves_no_run_running(make_cfg, workdir,
     [parent] = parents(runs).itertuples()
     assert parent.status == "KILLED"
     assert len(runs) == 1  # no fold's run had begun
+
+
+def test_a_diverging_fold_says_so_as_alone_and_the_job_records_it_per_fold(make_cfg, workdir):
+    from pipeline.errors import PipelineError
+
+    X, y = scaled(load_diabetes, rows=120)
+    model = LinearRegression(lr=1e6, max_epochs=3, random_state=0)
+    with pytest.raises(PipelineError) as alone:
+        clone(model).fit(X[:80], y[:80])
+    with pytest.raises(batched.Diverged) as together:
+        batched.fit([clone(model), clone(model)], [X[:80], X[40:]], [y[:80], y[40:]])
+    assert str(together.value) == str(alone.value)
+    # Through a job: the folds then run one after another, so the fold that diverged fails
+    # its own run, as without batching.
+    with pytest.raises(PipelineError, match="diverged"):
+        run(make_cfg("data=diabetes", "model=linear", "model.lr=1e6", "trainer.max_epochs=2",
+                     "cv.n_splits=2", "cv.batch_folds=true", "plots=false", "refit=false"))
+    runs = all_runs(workdir)
+    assert list(runs["status"]) == ["FAILED", "FAILED"]

@@ -20,10 +20,9 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 
-from pipeline.errors import PipelineError
 from pipeline.models import _lightning
 from pipeline.models._lightning import Prepared, TrainSpec
-from pipeline.models.batched import NotBatchable
+from pipeline.models.batched import Diverged, NotBatchable
 from pipeline.models.heads import BinaryHead, MulticlassHead, RegressionHead
 
 ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU)
@@ -385,7 +384,8 @@ class FoldsModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         sizes = torch.tensor(self.sizes, device=self.device, dtype=self._row_losses.dtype)
-        values = [(self._row_losses * self._valid).sum((1, 2)) / sizes]
+        # Padding rows' losses left out by selection (0 * inf would be NaN).
+        values = [torch.where(self._valid > 0, self._row_losses, 0).sum((1, 2)) / sizes]
         if self.has_val:
             with torch.no_grad():
                 output = self.network(self._X_val)
@@ -406,7 +406,7 @@ class FoldsModule(pl.LightningModule):
                 self.histories[f][key].append(value)
             if not math.isfinite(train_losses[f]):
                 spec = self.spec
-                raise PipelineError(
+                raise Diverged(
                     f"training diverged at epoch {self.current_epoch + 1} (loss="
                     f"{train_losses[f]}) with model.optimizer={spec.optimizer} model.lr="
                     f"{spec.lr:g}: lower model.lr (e.g. model.lr={spec.lr / 10:g}) or "

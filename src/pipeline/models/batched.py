@@ -41,6 +41,11 @@ class NotBatchable(PipelineError):
         self.reason = reason
 
 
+class Diverged(PipelineError):
+    """A fold's training loss became NaN or infinite (the message says which epoch, and what to
+    change), as the sequential fit says it."""
+
+
 def unsupported(estimator: Any, n_folds: int = 2, n_features: int = 1) -> str | None:
     """None when the folds of ``estimator`` (a model, or a Pipeline ending in one) can be trained
     as one batched model, else the reason in a few words. What it reads: the model's class and
@@ -89,6 +94,8 @@ def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
         raise NotBatchable(f"the folds' preprocessed data have different widths ({counts})")
     if len({p.n_outputs for p in prepared}) > 1:
         raise NotBatchable("a fold's training part lacks a class that others have")
+    if len({p.val_data is None for p in prepared}) > 1:
+        raise NotBatchable("only some folds are large enough for a validation part")
     stacked = sum(len(p.data[0]) for p in prepared) * prepared[0].n_features * 4 * 3
     if stacked > MAX_STACKED_BYTES:
         raise NotBatchable(_too_large(stacked))
@@ -124,8 +131,9 @@ def fit_folds(template: Pipeline, dataset: Dataset, task: Task, folds: Sequence[
     """A clone of ``template`` fitted per fold, as ``task.fit`` fits it (the preprocessing on the
     fold's training part), the models all at once, and the seconds each fold's fit is charged:
     the whole batched fit's time divided by the number of folds. None where the fitted
-    preprocessing makes the folds unbatchable (the reason logged at INFO); with ``strict``
-    (``cv.batch_folds=true``) that is a PipelineError instead."""
+    preprocessing makes the folds unbatchable (the reason logged at INFO; with ``strict``,
+    ``cv.batch_folds=true``, a PipelineError instead) and where a fold diverges (the folds then
+    run one after another, so that the runs record it as they would have)."""
     started = time.perf_counter()
     pipelines, Xs, ys = [], [], []
     for fold in folds:
@@ -136,6 +144,12 @@ def fit_folds(template: Pipeline, dataset: Dataset, task: Task, folds: Sequence[
         pipelines.append(pipeline)
     try:
         fit([pipeline[-1] for pipeline in pipelines], Xs, ys)
+    except Diverged:
+        # Fitted one after another, the folds before it keep their runs and the fold that
+        # diverges fails its own, as without batching.
+        log.info("a fold diverged in the batched fit: the folds run one after another, to "
+                 "record each as it ends")
+        return None
     except NotBatchable as error:
         if strict:
             raise PipelineError(f"cv.batch_folds=true, but the folds cannot be trained as one "
