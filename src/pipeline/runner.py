@@ -28,6 +28,7 @@ from pipeline import (
 )
 from pipeline.config import instantiate_node
 from pipeline.errors import PipelineError
+from pipeline.models import batched
 from pipeline.report import Result
 from pipeline.tasks import Task
 
@@ -46,6 +47,7 @@ class Plan:
     folds: cv.Folds
     figures: plots.Figures
     refit: bool
+    batch_folds: bool = False  # torch models: the folds fitted as one batched model
 
 
 def run(cfg: DictConfig) -> Result:
@@ -123,19 +125,34 @@ def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
     checks.against_folds(job, estimator, dataset, folds)
     figures = plots.Figures.for_job(job, dataset, len(folds), task)
     refit = _refit_wanted(job.get("refit", "auto"), task)
-    return Plan(estimator, names, folds, figures, refit)
+    batch_folds = batched.decide(job.cv.get("batch_folds", "auto"), estimator, folds, dataset,
+                                 task)
+    return Plan(estimator, names, folds, figures, refit, batch_folds)
 
 
 def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
                tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
     """Every fold, one after another: a row of scores each."""
     task.prepare(plan.estimator, dataset)
+    fitted = _fit_batched(plan, dataset, task, job) or [None] * len(plan.folds)
     with report.progress(len(plan.folds), plan.estimator) as step:
         rows = [step(_fold(i, fold, plan.estimator, dataset, task, plan.names, job, tracker,
-                           parent, plan.figures))
+                           parent, plan.figures, fitted[i - 1]))
                 for i, fold in enumerate(plan.folds, 1)]
     return pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
                                              name="fold"))
+
+
+def _fit_batched(plan: Plan, dataset: data.Dataset, task: Task,
+                 job: DictConfig) -> list[tuple[Pipeline, float]] | None:
+    """Every fold's pipeline fitted, the torch models as one batched model, with the seconds
+    charged to each fold (the batched fit's time divided by the number of folds); None when the
+    folds are fitted one by one in `_fold`. Before any fold's run: an interrupt here leaves
+    only the parent run, which ends KILLED."""
+    if not plan.batch_folds:
+        return None
+    return batched.fit_folds(plan.estimator, dataset, task, plan.folds,
+                             strict=job.cv.get("batch_folds", "auto") is True)
 
 
 def _summarise(table: pd.DataFrame, tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
@@ -151,14 +168,20 @@ def _summarise(table: pd.DataFrame, tracker: tracking.BaseTracker, parent: str) 
 
 def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
           names: list[str], job: DictConfig, tracker: tracking.BaseTracker, parent: str,
-          figures: plots.Figures | None = None) -> dict[str, float]:
-    """Fit a fresh clone on the fold's training part and score every part; one child run."""
+          figures: plots.Figures | None = None,
+          fitted: tuple[Pipeline, float] | None = None) -> dict[str, float]:
+    """Fit a fresh clone on the fold's training part (or take `fitted`, the pipeline already
+    fitted on it and its fit seconds) and score every part; one child run."""
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
     if fold.val is not None:
         sizes["val_size"] = len(fold.val)
     with tracker.run(f"fold-{i}", parent=parent, params=sizes) as child:
-        estimator = clone(template)
-        row = {"fit_time": task.fit(estimator, dataset, fold.train)}
+        if fitted is None:
+            estimator = clone(template)
+            row = {"fit_time": task.fit(estimator, dataset, fold.train)}
+        else:
+            estimator, fit_time = fitted
+            row = {"fit_time": fit_time}
         X_test = dataset.X.iloc[fold.test]
         reduction, spectrum = preprocessing.reduction_scores(estimator[0], X_test)
         row.update(reduction)

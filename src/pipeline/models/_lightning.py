@@ -86,6 +86,19 @@ class TrainSpec:
     trainer_kwargs: dict[str, Any]
 
 
+@dataclass
+class Prepared:
+    """One fit's inputs, as the estimator prepares them: its spec, the network's builder (to be
+    called under the spec's seed), the training and the validation tensors (on the CPU)."""
+
+    spec: TrainSpec
+    build: Callable[[], nn.Module]
+    data: tuple[torch.Tensor, torch.Tensor]
+    val_data: tuple[torch.Tensor, torch.Tensor] | None
+    n_features: int
+    n_outputs: int
+
+
 class _StepIndices:
     """What Lightning iterates over: one index per step; the module slices the real batches."""
 

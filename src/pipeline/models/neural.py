@@ -239,6 +239,16 @@ class TorchEstimator(BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> TorchEstimator:
         """Trains the network on ``X``, ``y``; returns ``self``."""
+        from pipeline.models import _lightning
+
+        prepared = self._prepare_fit(X, y)
+        fitted = _lightning.train(prepared.spec, prepared.build, prepared.data, prepared.val_data)
+        return self._finish_fit(prepared.spec.head, *fitted)
+
+    def _prepare_fit(self, X: Any, y: Any) -> Any:
+        """What ``fit`` trains: the checked spec, the network's builder and the training and
+        validation tensors (a :class:`~pipeline.models._lightning.Prepared`). The fold-parallel
+        path (:mod:`pipeline.models.batched`) prepares each fold with it too."""
         self._validate_params()
         spec = self._training_spec(seed=self._seed())
         X, y = self._validate_training_data(X, y)
@@ -255,11 +265,17 @@ class TorchEstimator(BaseEstimator):
         data = (X_t[train_rows], y_t[train_rows])
         val_data = (X_t[val_rows], y_t[val_rows]) if val_rows is not None else None
         n_features = X.shape[1]
-        fitted = _lightning.train(
-            spec, lambda: self.build_network(n_features, n_outputs), data, val_data
+        return _lightning.Prepared(
+            spec, lambda: self.build_network(n_features, n_outputs), data, val_data,
+            n_features, n_outputs,
         )
+
+    def _finish_fit(
+        self, head: Head, module: Any, history: dict[str, list[float]], n_steps: int
+    ) -> TorchEstimator:
+        """Sets the fitted attributes from the trained network (on the CPU); returns ``self``."""
         self.head_ = head
-        self.module_, self.history_, self.n_steps_ = fitted
+        self.module_, self.history_, self.n_steps_ = module, history, n_steps
         self.n_epochs_ = len(self.history_["train_loss"])
         layer = _single_linear_layer(self.module_)
         if layer is not None:
