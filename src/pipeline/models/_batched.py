@@ -20,6 +20,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 
+from pipeline import threads
 from pipeline.models import _lightning
 from pipeline.models._lightning import Prepared, TrainSpec
 from pipeline.models.batched import Diverged, NotBatchable
@@ -448,7 +449,19 @@ def train(
         with warnings.catch_warnings():
             # The gradients are strided views into one tensor, on purpose.
             warnings.filterwarnings("ignore", message=".*gradient layout contract.*")
-            _lightning._fit_passing_interrupts(trainer, module, _lightning._StepIndices(1))
+            with threads.limited(threads.for_torch(_step_work(networks, prepared)), blas=False):
+                _lightning._fit_passing_interrupts(trainer, module, _lightning._StepIndices(1))
     module.network.unstack_into(networks)
     return [(network.eval(), history, n_steps) for network, history, n_steps
             in zip(networks, module.histories, module.n_steps, strict=True)]
+
+
+def _step_work(networks: Sequence[nn.Module], prepared: Sequence[Prepared]) -> int:
+    """Multiply-adds of one batched step's matrix products, all folds together: what
+    `threads.for_torch` picks the threads from (as for one fold's fit, times the folds)."""
+    work = 0
+    for network, fold in zip(networks, prepared, strict=True):
+        rows = len(fold.data[0])
+        batch = min(fold.spec.batch_size or rows, rows)
+        work += batch * sum(p.numel() for p in network.parameters() if p.dim() >= 2)
+    return work
