@@ -131,7 +131,9 @@ def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
                tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
     """Every fold, one after another (or `plan.n_jobs` at once): a row of scores each."""
     task.prepare(plan.estimator, dataset)
-    with report.progress(len(plan.folds), plan.estimator) as step:
+    # Folds in workers draw no per-epoch bars (a torch model's): the bar across folds shows.
+    shown = plan.estimator if plan.n_jobs == 1 else None
+    with report.progress(len(plan.folds), shown) as step:
         if plan.n_jobs > 1:
             rows = [step(row) for row in _parallel_folds(plan, dataset, task, job, tracker,
                                                           parent)]
@@ -268,12 +270,14 @@ def _in_worker(*args: Any) -> Fitted | Exception:
     """`_fit_and_score` in a worker process: its error is returned, to fail the fold's run in
     the job's process. Deaf to stop signals: Ctrl-C in a terminal reaches the whole process
     group, and the job's process, which ends the runs, kills its workers."""
+    import os
     import signal
 
     from pipeline.errors import STOP_SIGNALS
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    os.environ["PIPELINE_FOLD_WORKER"] = "1"  # no training progress bars (see _run_folds)
     try:
         return _fit_and_score(*args)
     except Exception as error:  # noqa: BLE001 - raised again in the fold's run
