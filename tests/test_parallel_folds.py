@@ -3,6 +3,13 @@ scikit-learn's `cross_validate`), and the job's process records the same runs.""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +105,115 @@ def test_more_jobs_than_folds_or_one_per_core_run_every_fold(make_cfg, workdir):
     assert len(children(runs, few.run_id)) == len(few.folds) == 1
     assert len(children(runs, every_core.run_id)) == len(every_core.folds) == 5
     assert set(runs["status"]) == {"FINISHED"}
+
+
+# Every KNN fit from the third on, in whichever process (the job's folds go to two workers),
+# waits without using a CPU for the test's signal; a file per call counts them.
+WAITING_FROM_FIT_3 = '''
+import os
+import time
+import sklearn.neighbors
+
+_fit = sklearn.neighbors.KNeighborsClassifier.fit
+
+def _waiting_from_fit_3(self, *args, **kwargs):
+    calls, n = os.environ["FIT_CALLS"], 1
+    while True:
+        try:
+            os.close(os.open(os.path.join(calls, str(n)), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            n += 1
+    if n >= 3:
+        time.sleep(120)
+    return _fit(self, *args, **kwargs)
+
+sklearn.neighbors.KNeighborsClassifier.fit = _waiting_from_fit_3
+'''
+
+
+@pytest.mark.slow  # a job in a fresh interpreter and two workers: seconds of imports each
+@pytest.mark.parametrize(("signum", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["Ctrl-C", "SIGTERM-job"])
+def test_stop_signal_during_parallel_folds_ends_every_run_and_worker(workdir, signum, to_group):
+    """Folds 1-2 logged, folds 3-4 training in two workers: Ctrl-C in the terminal (to the whole
+    process group) or SIGTERM to the job alone ends the job as in turn: folds 1-2 FINISHED, the
+    parent KILLED, no traceback, the shell's status, and no worker left behind."""
+    from tests.test_interrupts import job_env
+
+    hook, calls = workdir / "hook", workdir / "calls"
+    hook.mkdir()
+    calls.mkdir()
+    (hook / "sitecustomize.py").write_text(WAITING_FROM_FIT_3)
+    env = {**job_env(hook), "FIT_CALLS": str(calls)}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "model=knn", "data=digits", "++plots=false",
+         "++refit=false", "cv.n_jobs=2"],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        _wait_for_finished(workdir, "fold-2", job)
+        while len(list(calls.iterdir())) < 4:  # folds 3 and 4 are in their fits
+            time.sleep(0.05)
+        workers = _children(job.pid)
+        assert len(workers) >= 2
+        if to_group:
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
+    assert "KILLED" in line
+    runs = all_runs(workdir)
+    assert "RUNNING" not in set(runs["status"])
+    [parent] = parents(runs).itertuples()
+    assert parent.status == "KILLED"
+    folds = children(runs, parent.run_id)
+    assert list(folds["tags.mlflow.runName"]) == ["fold-1", "fold-2"]
+    assert list(folds["status"]) == ["FINISHED", "FINISHED"]
+    deadline = time.monotonic() + 10
+    while (alive := [pid for pid in workers if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"processes of the job still running: {alive}"
+
+
+def _wait_for_finished(workdir: Path, name: str, job: subprocess.Popen) -> None:
+    """Polls the job's store (under its lock) until run `name` has FINISHED."""
+    from pipeline.tracking.store import sqlite_guard
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        with sqlite_guard(store_uri(workdir)):
+            runs = all_runs(workdir)
+        named = runs[runs["tags.mlflow.runName"] == name] if len(runs) else runs
+        if "FINISHED" in set(named["status"]):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"run {name} did not finish (job exit status: {job.poll()})")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (its joblib workers and their resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent to read its status."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
