@@ -217,3 +217,20 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.slow  # Lightning imported in two worker processes
+def test_torch_folds_in_two_workers_train_as_in_turn(make_cfg, workdir):
+    """A Lightning model's folds, not batched, trained in two workers: the scores of training
+    them in turn, and each fold's run keeps its per-epoch curves."""
+    common = ["data=breast_cancer", "model=logistic", "trainer.max_epochs=2",
+              "cv.batch_folds=false", *QUICK]
+    in_turn = run(make_cfg(*common))
+    parallel = run(make_cfg(*common, "cv.n_jobs=2"))
+    scores = [c for c in in_turn.folds.columns if c != "fit_time"]
+    pd.testing.assert_frame_equal(parallel.folds[scores], in_turn.folds[scores], rtol=1e-6)
+    client = MlflowClient(store_uri(workdir))
+    folds = children(all_runs(workdir), parallel.run_id)
+    assert list(folds["status"]) == ["FINISHED"] * 5
+    for fold in folds["run_id"]:
+        assert [m.step for m in client.get_metric_history(fold, "train_loss")] == [1, 2]
