@@ -236,3 +236,28 @@ def test_torch_folds_in_two_workers_train_as_in_turn(make_cfg, workdir):
     assert list(folds["status"]) == ["FINISHED"] * 5
     for fold in folds["run_id"]:
         assert [m.step for m in client.get_metric_history(fold, "train_loss")] == [1, 2]
+
+
+@pytest.mark.slow  # a job in a fresh interpreter and two workers
+def test_an_error_in_a_worker_fails_its_fold_run_and_the_parent(workdir):
+    """A bug in the model's fit, raised in a worker: the fold's run and the parent end FAILED
+    with its message, as when the folds run in turn, and nothing is left RUNNING."""
+    from tests.test_interrupts import BUG, job_env
+
+    hook = workdir / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(BUG)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "data=diabetes", "model=decision_tree",
+         "++plots=false", "++refit=false", "cv.n_jobs=2"],
+        cwd=workdir, env=job_env(hook), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "bug in fit" in done.stderr
+    runs = all_runs(workdir)
+    [parent] = parents(runs).itertuples()
+    assert parent.status == "FAILED"
+    folds = children(runs, parent.run_id)
+    assert list(folds["tags.mlflow.runName"]) == ["fold-1"]
+    assert list(folds["status"]) == ["FAILED"]
+    assert folds["tags.error"].item() == "bug in fit"
+    assert "RUNNING" not in set(runs["status"])
