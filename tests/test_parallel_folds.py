@@ -100,6 +100,13 @@ def test_a_bad_n_jobs_is_refused_in_one_line_before_any_run(run_cli, workdir, va
     assert_refused_before_any_work(done, workdir, ["cv.n_jobs=", "positive integer", "-1"])
 
 
+def test_folds_in_workers_and_ddp_fits_are_refused_together(run_cli, workdir):
+    done = run_cli("data=breast_cancer", "model=logistic", "trainer=ddp", "cv.batch_folds=false",
+                   "cv.n_jobs=2")
+    assert_refused_before_any_work(done, workdir, ["cv.n_jobs=2", "trainer.strategy=ddp_spawn",
+                                                   "cv.n_jobs=1"])
+
+
 def test_more_jobs_than_folds_or_one_per_core_run_every_fold(make_cfg, workdir):
     few = run(make_cfg("data=iris", "model=knn", "cv=holdout", *QUICK, "cv.n_jobs=8"))
     every_core = run(make_cfg("data=iris", "model=knn", *QUICK, "cv.n_jobs=-1"))

@@ -124,7 +124,10 @@ def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
     checks.against_folds(job, estimator, dataset, folds)
     figures = plots.Figures.for_job(job, dataset, len(folds), task)
     refit = _refit_wanted(job.get("refit", "auto"), task)
-    return Plan(estimator, names, folds, figures, refit, _fold_jobs(job.cv, len(folds)))
+    n_jobs = _fold_jobs(job.cv, len(folds))
+    if n_jobs > 1:
+        _check_parallel_fits(job, estimator)
+    return Plan(estimator, names, folds, figures, refit, n_jobs)
 
 
 def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
@@ -226,6 +229,22 @@ def _fold_jobs(cv_cfg: DictConfig, n_folds: int) -> int:
             f"cv.n_jobs={value} is not a number of folds to run at once: use a positive "
             f"integer, or -1 for one per core ({cores} here), e.g. cv.n_jobs=2")
     return min(wanted, n_folds)
+
+
+def _check_parallel_fits(job: DictConfig, estimator: Pipeline) -> None:
+    """Folds in worker processes (cv.n_jobs > 1) and a fit that is itself several processes
+    (Lightning's DDP, torchrun's ranks) do not mix: one of them is refused, before any run."""
+    from pipeline.distributed import world_size
+
+    if "torch" not in models.requires(estimator):
+        return
+    trainer = job.get("trainer") or {}
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    if world_size() > 1 or "ddp" in strategy or devices not in (1, "1", "auto"):
+        raise PipelineError(
+            f"cv.n_jobs={job.cv.n_jobs} runs folds in worker processes, and each fit already "
+            f"runs on several devices or processes (trainer.strategy={strategy}, "
+            f"trainer.devices={devices}); use cv.n_jobs=1 with it, or one device per fit")
 
 
 def _is_int(value: Any) -> bool:
