@@ -269,6 +269,8 @@ def _parallel_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConf
     share = max(1, cpu_count() // plan.n_jobs)
     template = _within_share(plan.estimator, share)
     average = job.metrics.average
+    log.info("folds %d at a time in worker processes (cv.n_jobs=%s), %d core(s) each",
+             plan.n_jobs, job.cv.n_jobs, share)
     with parallel_config(backend="loky", inner_max_num_threads=share):
         outcomes = Parallel(n_jobs=plan.n_jobs, return_as="generator")(
             delayed(_in_worker)(fold, template, dataset, task, plan.names, average)
