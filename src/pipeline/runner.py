@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,6 +50,7 @@ class Plan:
     figures: plots.Figures
     refit: bool
     batch_folds: bool = False  # torch models: the folds fitted as one batched model
+    n_jobs: int = 1  # folds at once (`cv.n_jobs`, resolved against the folds and the cores)
 
 
 def run(cfg: DictConfig) -> Result:
@@ -127,18 +130,32 @@ def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
     refit = _refit_wanted(job.get("refit", "auto"), task)
     batch_folds = batched.decide(job.cv.get("batch_folds", "auto"), estimator, folds, dataset,
                                  task)
-    return Plan(estimator, names, folds, figures, refit, batch_folds)
+    n_jobs = _fold_jobs(job.cv, len(folds))
+    if n_jobs > 1 and batch_folds:
+        log.info("cv.n_jobs=%s: not used, the folds train as one batched model "
+                 "(cv.batch_folds=false runs them in worker processes)", job.cv.n_jobs)
+        n_jobs = 1
+    if n_jobs > 1:
+        _check_parallel_fits(job, estimator)
+    return Plan(estimator, names, folds, figures, refit, batch_folds, n_jobs)
 
 
 def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
                tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
-    """Every fold, one after another: a row of scores each."""
+    """Every fold, one after another (or `plan.n_jobs` at once): a row of scores each."""
     task.prepare(plan.estimator, dataset)
-    fitted = _fit_batched(plan, dataset, task, job) or [None] * len(plan.folds)
-    with report.progress(len(plan.folds), plan.estimator) as step:
-        rows = [step(_fold(i, fold, plan.estimator, dataset, task, plan.names, job, tracker,
-                           parent, plan.figures, fitted[i - 1]))
-                for i, fold in enumerate(plan.folds, 1)]
+    prefit = _fit_batched(plan, dataset, task, job)
+    # Folds in workers draw no per-epoch bars (a torch model's): the bar across folds shows.
+    shown = plan.estimator if plan.n_jobs == 1 or prefit else None
+    with report.progress(len(plan.folds), shown) as step:
+        if plan.n_jobs > 1 and prefit is None:
+            rows = [step(row) for row in _parallel_folds(plan, dataset, task, job, tracker,
+                                                          parent)]
+        else:
+            prefit = prefit or [None] * len(plan.folds)
+            rows = [step(_fold(i, fold, plan.estimator, dataset, task, plan.names, job,
+                               tracker, parent, plan.figures, prefit[i - 1]))
+                    for i, fold in enumerate(plan.folds, 1)]
     return pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
                                              name="fold"))
 
@@ -169,31 +186,170 @@ def _summarise(table: pd.DataFrame, tracker: tracking.BaseTracker, parent: str) 
 def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
           names: list[str], job: DictConfig, tracker: tracking.BaseTracker, parent: str,
           figures: plots.Figures | None = None,
-          fitted: tuple[Pipeline, float] | None = None) -> dict[str, float]:
-    """Fit a fresh clone on the fold's training part (or take `fitted`, the pipeline already
+          prefit: tuple[Pipeline, float] | None = None) -> dict[str, float]:
+    """Fit a fresh clone on the fold's training part (or take `prefit`, the pipeline already
     fitted on it and its fit seconds) and score every part; one child run."""
+    with tracker.run(f"fold-{i}", parent=parent, params=_sizes(i, fold)) as child:
+        fitted = _fit_and_score(fold, template, dataset, task, names, job.metrics.average,
+                                prefit)
+        _log_fold(fitted, fold, dataset, task, tracker, child, figures)
+    log.info("fold %d: %s", i, report.brief(fitted.row, job.objective))
+    return fitted.row
+
+
+class Fitted(NamedTuple):
+    """A fold fitted and scored, all that its run records: the row of scores, the test part's
+    outputs, the fitted pipeline and the reduction's curves."""
+
+    row: dict[str, float]
+    test: Any
+    estimator: Pipeline
+    spectrum: dict[str, list[float]]
+
+
+def _sizes(i: int, fold: cv.Fold) -> dict[str, int]:
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
     if fold.val is not None:
         sizes["val_size"] = len(fold.val)
-    with tracker.run(f"fold-{i}", parent=parent, params=sizes) as child:
-        if fitted is None:
-            estimator = clone(template)
-            row = {"fit_time": task.fit(estimator, dataset, fold.train)}
-        else:
-            estimator, fit_time = fitted
-            row = {"fit_time": fit_time}
-        X_test = dataset.X.iloc[fold.test]
-        reduction, spectrum = preprocessing.reduction_scores(estimator[0], X_test)
-        row.update(reduction)
-        scores, test = task.score(estimator, dataset, fold, names, job.metrics.average)
-        row.update(scores)
-        tracker.log_metrics(child, row, {**getattr(estimator[-1], "history_", {}), **spectrum})
-        task.log_fold(tracker, child, test)
-        if figures:
-            figures.fold(tracker, child, estimator, test, X_test,
-                         None if dataset.y is None else dataset.y.iloc[fold.test])
-    log.info("fold %d: %s", i, report.brief(row, job.objective))
-    return row
+    return sizes
+
+
+def _fit_and_score(fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
+                   names: list[str], average: str,
+                   prefit: tuple[Pipeline, float] | None = None) -> Fitted:
+    """A fresh clone fit on the fold's training part (unless `prefit` brings it fitted, with
+    its fit seconds), every part scored; nothing tracked, so that it runs as well in a joblib
+    worker as in the job's process."""
+    if prefit is None:
+        estimator = clone(template)
+        row = {"fit_time": task.fit(estimator, dataset, fold.train)}
+    else:
+        estimator, fit_time = prefit
+        row = {"fit_time": fit_time}
+    X_test = dataset.X.iloc[fold.test]
+    reduction, spectrum = preprocessing.reduction_scores(estimator[0], X_test)
+    row.update(reduction)
+    scores, test = task.score(estimator, dataset, fold, names, average)
+    row.update(scores)
+    return Fitted(row, test, estimator, spectrum)
+
+
+def _log_fold(fitted: Fitted, fold: cv.Fold, dataset: data.Dataset, task: Task,
+              tracker: tracking.BaseTracker, child: str, figures: plots.Figures | None) -> None:
+    """What a fold's run records: scores and curves, the task's tables, the figures."""
+    estimator = fitted.estimator
+    tracker.log_metrics(child, fitted.row,
+                        {**getattr(estimator[-1], "history_", {}), **fitted.spectrum})
+    task.log_fold(tracker, child, fitted.test)
+    if figures:
+        figures.fold(tracker, child, estimator, fitted.test, dataset.X.iloc[fold.test],
+                     None if dataset.y is None else dataset.y.iloc[fold.test])
+
+
+def _fold_jobs(cv_cfg: DictConfig, n_folds: int) -> int:
+    """`cv.n_jobs` as the number of folds to run at once: a positive integer, or a negative
+    one counting back from the cores as joblib does (-1: one per core); never more than the
+    folds. Refused in one line otherwise, before any run."""
+    from joblib import cpu_count
+
+    value = cv_cfg.get("n_jobs", 1)
+    if value is None:
+        return 1
+    cores = cpu_count()
+    wanted = cores + 1 + value if _is_int(value) and value < 0 else value
+    if not _is_int(value) or wanted < 1:
+        raise PipelineError(
+            f"cv.n_jobs={value} is not a number of folds to run at once: use a positive "
+            f"integer, or -1 for one per core ({cores} here), e.g. cv.n_jobs=2")
+    return min(wanted, n_folds)
+
+
+def _check_parallel_fits(job: DictConfig, estimator: Pipeline) -> None:
+    """Folds in worker processes (cv.n_jobs > 1) and a fit that is itself several processes
+    (Lightning's DDP, torchrun's ranks) do not mix: one of them is refused, before any run."""
+    from pipeline.distributed import world_size
+
+    if "torch" not in models.requires(estimator):
+        return
+    trainer = job.get("trainer") or {}
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    if world_size() > 1 or "ddp" in strategy or devices not in (1, "1", "auto"):
+        raise PipelineError(
+            f"cv.n_jobs={job.cv.n_jobs} runs folds in worker processes, and each fit already "
+            f"runs on several devices or processes (trainer.strategy={strategy}, "
+            f"trainer.devices={devices}); use cv.n_jobs=1 with it, or one device per fit")
+
+
+def _is_int(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _parallel_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
+                    tracker: tracking.BaseTracker, parent: str) -> Iterator[dict[str, float]]:
+    """The folds fit and scored `plan.n_jobs` at a time in joblib's worker processes, as
+    `cross_validate(n_jobs=...)` runs them; this process alone talks to MLflow, logging each
+    fold's run in fold order as its results come back (while later folds still train).
+
+    Each worker's BLAS/OpenMP (and so torch's) threads are limited to its share of the cores,
+    and so is an estimator's own `n_jobs` (a forest's trees): a fit never takes more than its
+    share. A stop signal ends the job's runs here and the workers are killed (joblib aborts).
+    """
+    from joblib import parallel_config
+    from sklearn.utils.parallel import Parallel, delayed  # scikit-learn's config goes along
+
+    share = threads.per_worker(plan.n_jobs)
+    template = _within_share(plan.estimator, share)
+    average = job.metrics.average
+    log.info("folds %d at a time in worker processes (cv.n_jobs=%s), %d core(s) each",
+             plan.n_jobs, job.cv.n_jobs, share)
+    with parallel_config(backend="loky", inner_max_num_threads=share):
+        outcomes = Parallel(n_jobs=plan.n_jobs, return_as="generator")(
+            delayed(_in_worker)(fold, template, dataset, task, plan.names, average)
+            for fold in plan.folds)
+        try:
+            for i, (fold, outcome) in enumerate(zip(plan.folds, outcomes, strict=True), 1):
+                with tracker.run(f"fold-{i}", parent=parent, params=_sizes(i, fold)) as child:
+                    if isinstance(outcome, Exception):
+                        raise outcome  # the fold's run fails with it, as it would in turn
+                    _log_fold(outcome, fold, dataset, task, tracker, child, plan.figures)
+                log.info("fold %d: %s", i, report.brief(outcome.row, job.objective))
+                yield outcome.row
+        finally:
+            outcomes.close()  # the folds still running are cancelled, their workers killed
+
+
+def _in_worker(*args: Any) -> Fitted | Exception:
+    """`_fit_and_score` in a worker process: its error is returned, to fail the fold's run in
+    the job's process. Deaf to stop signals: Ctrl-C in a terminal reaches the whole process
+    group, and the job's process, which ends the runs, kills its workers."""
+    import os
+    import signal
+
+    from pipeline.errors import STOP_SIGNALS
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    os.environ["PIPELINE_FOLD_WORKER"] = "1"  # no training progress bars (see _run_folds)
+    try:
+        return _fit_and_score(*args)
+    except Exception as error:  # noqa: BLE001 - raised again in the fold's run
+        return error
+
+
+def _within_share(template: Pipeline, share: int) -> Pipeline:
+    """`template` with every `n_jobs` of its steps at most `share` (results do not depend on
+    it; -1 would put a core's worth of threads in every worker)."""
+    from joblib import cpu_count
+
+    capped = {}
+    for key, value in template.get_params(deep=True).items():
+        if key.endswith("__n_jobs") and _is_int(value):
+            wanted = cpu_count() + 1 + value if value < 0 else value
+            if wanted > share:
+                capped[key] = share
+    return clone(template).set_params(**capped) if capped else template
 
 
 def _refit_wanted(setting: bool | str, task: Task) -> bool:

@@ -270,7 +270,10 @@ class NetworkModule(pl.LightningModule):
 
 
 def _progress_bar_wanted() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    # Folds fit in worker processes (cv.n_jobs) would draw bars over each other: the job's
+    # process draws one across folds instead.
+    return (sys.stderr.isatty() and not os.environ.get("CI")
+            and not os.environ.get("PIPELINE_FOLD_WORKER"))
 
 
 def _check_accelerator(accelerator: Any) -> None:
