@@ -17,7 +17,8 @@ from tests.conftest import all_runs, children, parents, store_uri
 
 # Folds that take a second or more each, so that the signal lands inside fold 3's training.
 SLOW_FOLDS = {
-    "mlp": ["model=mlp", "data=digits", "trainer.max_epochs=150"],
+    "mlp": ["model=mlp", "data=digits", "trainer.max_epochs=150", "model.batch_size=64",
+            "model.early_stopping=false"],
     "random_forest": ["model=random_forest", "data=digits", "model.n_estimators=600"],
 }
 

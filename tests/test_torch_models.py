@@ -114,6 +114,30 @@ def test_divergence_fails_the_fold_and_parent(make_cfg, workdir):
     assert runs["tags.error"].str.contains("diverged").all()
 
 
+@pytest.mark.parametrize(("model", "classes"), [
+    ("logistic", ["LogisticRegression"]),
+    ("softmax", ["SoftmaxRegression"]),
+    ("linear", ["LinearRegression"]),
+    ("mlp", ["MLPClassifier", "MLPRegressor"]),
+])
+def test_config_defaults_are_the_estimators_defaults(make_cfg, model, classes):
+    """One set of defaults: `model=<name>` composes every argument of the class (bar the seed
+    and the trainer, which come from the job) with the value its ``__init__`` gives."""
+    from omegaconf import OmegaConf
+
+    from pipeline.models import neural
+
+    composed = OmegaConf.to_container(make_cfg(f"model={model}").model, resolve=False)
+    from_config = {key: value for key, value in composed.items()
+                   if key not in ("_target_", "name", "random_state", "trainer")}
+    for name in classes:
+        defaults = getattr(neural, name)().get_params()
+        del defaults["random_state"], defaults["trainer"]
+        defaults = {key: list(value) if isinstance(value, tuple) else value
+                    for key, value in defaults.items()}
+        assert from_config == defaults, name
+
+
 def test_same_command_same_fold_metrics(make_cfg):
     first = run(make_cfg("data=wine", "model=mlp", "trainer.max_epochs=5", *QUICK))
     again = run(make_cfg("data=wine", "model=mlp", "trainer.max_epochs=5", *QUICK))
