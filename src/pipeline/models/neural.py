@@ -84,10 +84,10 @@ class TorchEstimator(BaseEstimator):
     defaults in ``conf/torch_model.yaml`` are these):
 
     - ``optimizer``: one of ``sgd``, ``adam`` (default), ``rmsprop``, ``adagrad``; ``lr`` its
-      learning rate (0.01; 3e-3 for the MLPs), ``momentum`` (sgd and rmsprop only; 0),
+      learning rate (0.03; 3e-3 for the MLPs), ``momentum`` (sgd and rmsprop only; 0),
       ``weight_decay`` the L2 penalty (0).
     - ``batch_size``: ``None`` for full-batch gradient descent, 1 for pure SGD, N for mini-batches
-      (256); the training data is reshuffled every epoch.
+      (128); the training data is reshuffled every epoch.
     - ``max_epochs``: the number of epochs, an upper bound under early stopping. The rule: the
       estimator's ``max_epochs`` when it is not None, else ``trainer['max_epochs']`` when given
       and not None, else 100.
@@ -142,10 +142,10 @@ class TorchEstimator(BaseEstimator):
         self,
         *,
         optimizer: str = "adam",
-        lr: float = 0.01,
+        lr: float = 0.03,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
-        batch_size: int | None = 256,
+        batch_size: int | None = 128,
         max_epochs: int | None = None,
         early_stopping: bool = True,
         patience: int = 10,
