@@ -45,8 +45,9 @@ def test_linear_matches_closed_form_ols(make_cfg):
 
     X, y = datasets.load_diabetes(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    fitted = LinearRegression(validation_fraction=0, batch_size=None, lr=0.1, momentum=0.9,
-                              max_epochs=1000, random_state=0).fit(X, y)
+    fitted = LinearRegression(optimizer="sgd", validation_fraction=0, batch_size=None, lr=0.1,
+                              momentum=0.9, max_epochs=1000, early_stopping=False,
+                              random_state=0).fit(X, y)
     exact = ClosedForm().fit(X, y)
     assert np.abs(fitted.coef_ - exact.coef_).max() / np.abs(exact.coef_).max() < 1e-3
     assert fitted.intercept_ == pytest.approx(exact.intercept_, rel=1e-4)
