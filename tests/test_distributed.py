@@ -34,7 +34,8 @@ def test_ddp_on_two_cpu_processes(cli, run_cli, workdir):
     folds = children(runs, ddp_run["run_id"])
     assert len(folds) == 5 and set(folds["status"]) == {"FINISHED"}
     assert folds["metrics.val_loss"].notna().all()  # curves came back from the workers
-    # Two ranks each take batches of 64: twice the effective batch, the same ballpark.
+    # Two ranks each take batches of 128 (the default): twice the effective batch, the same
+    # ballpark.
     assert ddp_run["metrics.test_accuracy_mean"] == pytest.approx(
         single_run["metrics.test_accuracy_mean"], abs=0.05)
     assert ddp_run["metrics.test_accuracy_mean"] > 0.85

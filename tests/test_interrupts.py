@@ -17,8 +17,10 @@ from tests.conftest import all_runs, children, parents, store_uri
 
 # Folds that take a second or more each, so that the signal lands inside fold 3's training.
 SLOW_FOLDS = {
-    # folds one after another (cv.batch_folds=false): the signal lands in fold 3's own training
-    "mlp": ["model=mlp", "data=digits", "trainer.max_epochs=150", "cv.batch_folds=false"],
+    # folds one after another (cv.batch_folds=false), each long enough (no early stopping,
+    # small batches) for the signal to land in fold 3's own training
+    "mlp": ["model=mlp", "data=digits", "trainer.max_epochs=150", "cv.batch_folds=false",
+            "model.batch_size=64", "model.early_stopping=false"],
     "random_forest": ["model=random_forest", "data=digits", "model.n_estimators=600"],
 }
 

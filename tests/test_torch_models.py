@@ -45,8 +45,9 @@ def test_linear_matches_closed_form_ols(make_cfg):
 
     X, y = datasets.load_diabetes(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    fitted = LinearRegression(validation_fraction=0, batch_size=None, lr=0.1, momentum=0.9,
-                              max_epochs=1000, random_state=0).fit(X, y)
+    fitted = LinearRegression(optimizer="sgd", validation_fraction=0, batch_size=None, lr=0.1,
+                              momentum=0.9, max_epochs=1000, early_stopping=False,
+                              random_state=0).fit(X, y)
     exact = ClosedForm().fit(X, y)
     assert np.abs(fitted.coef_ - exact.coef_).max() / np.abs(exact.coef_).max() < 1e-3
     assert fitted.intercept_ == pytest.approx(exact.intercept_, rel=1e-4)
@@ -112,6 +113,30 @@ def test_divergence_fails_the_fold_and_parent(make_cfg, workdir):
     runs = all_runs(workdir)
     assert list(runs["status"]) == ["FAILED", "FAILED"]
     assert runs["tags.error"].str.contains("diverged").all()
+
+
+@pytest.mark.parametrize(("model", "classes"), [
+    ("logistic", ["LogisticRegression"]),
+    ("softmax", ["SoftmaxRegression"]),
+    ("linear", ["LinearRegression"]),
+    ("mlp", ["MLPClassifier", "MLPRegressor"]),
+])
+def test_config_defaults_are_the_estimators_defaults(make_cfg, model, classes):
+    """One set of defaults: `model=<name>` composes every argument of the class (bar the seed
+    and the trainer, which come from the job) with the value its ``__init__`` gives."""
+    from omegaconf import OmegaConf
+
+    from pipeline.models import neural
+
+    composed = OmegaConf.to_container(make_cfg(f"model={model}").model, resolve=False)
+    from_config = {key: value for key, value in composed.items()
+                   if key not in ("_target_", "name", "random_state", "trainer")}
+    for name in classes:
+        defaults = getattr(neural, name)().get_params()
+        del defaults["random_state"], defaults["trainer"]
+        defaults = {key: list(value) if isinstance(value, tuple) else value
+                    for key, value in defaults.items()}
+        assert from_config == defaults, name
 
 
 def test_same_command_same_fold_metrics(make_cfg):

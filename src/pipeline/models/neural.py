@@ -80,19 +80,25 @@ FRACTION = Interval(numbers.Real, 0, 1, closed="left")
 class TorchEstimator(BaseEstimator):
     """The torch family's shared arguments, their validation, and fit/predict through Lightning.
 
-    Training settings common to every torch estimator (their ``model.<name>`` config keys):
+    Training settings common to every torch estimator (their ``model.<name>`` config keys, whose
+    defaults in ``conf/torch_model.yaml`` are these):
 
-    - ``optimizer``: one of ``sgd``, ``adam``, ``rmsprop``, ``adagrad``; ``lr`` its learning rate,
-      ``momentum`` (sgd and rmsprop only), ``weight_decay`` the L2 penalty.
-    - ``batch_size``: ``None`` for full-batch gradient descent, 1 for pure SGD, N for mini-batches;
-      the training data is reshuffled every epoch.
-    - ``max_epochs``: the number of epochs. The rule: the estimator's ``max_epochs`` when it is not
-      None, else ``trainer['max_epochs']`` when given and not None, else 100.
+    - ``optimizer``: one of ``sgd``, ``adam`` (default), ``rmsprop``, ``adagrad``; ``lr`` its
+      learning rate (0.03; 3e-3 for the MLPs), ``momentum`` (sgd and rmsprop only; 0),
+      ``weight_decay`` the L2 penalty (0).
+    - ``batch_size``: ``None`` for full-batch gradient descent, 1 for pure SGD, N for mini-batches
+      (128); the training data is reshuffled every epoch.
+    - ``max_epochs``: the number of epochs, an upper bound under early stopping. The rule: the
+      estimator's ``max_epochs`` when it is not None, else ``trainer['max_epochs']`` when given
+      and not None, else 100.
     - ``validation_fraction``: share of the data given to ``fit`` held out (stratified for
-      classifiers) for the per-epoch ``val_*`` curves and early stopping; 0 holds out nothing.
-    - ``early_stopping``: stop once the monitored loss has not improved by more than ``tol``
-      (absolute) for ``patience`` epochs. It monitors ``val_loss``, or ``train_loss`` when there
-      is no validation part. The weights are those of the last epoch run.
+      classifiers) for the per-epoch ``val_*`` curves and early stopping (0.1); 0 holds out
+      nothing.
+    - ``early_stopping`` (on by default): stop once the monitored loss has not improved by more
+      than ``tol`` (absolute, 1e-4) for ``patience`` epochs (10). It monitors ``val_loss``, or
+      ``train_loss`` when there is no validation part. The weights are those of the last epoch
+      run (``patience`` epochs past the best one, when it stopped early); with
+      ``early_stopping=False`` all ``max_epochs`` epochs run.
     - ``random_state``: seeds weight initialisation, shuffling, dropout and the validation split;
       the same value gives the same weights on the CPU. Global RNG state is left untouched.
     - ``trainer``: extra Lightning ``Trainer`` arguments (``accelerator``, ``devices``,
@@ -135,13 +141,13 @@ class TorchEstimator(BaseEstimator):
     def __init__(
         self,
         *,
-        optimizer: str = "sgd",
-        lr: float = 0.1,
+        optimizer: str = "adam",
+        lr: float = 0.03,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
-        batch_size: int | None = 32,
+        batch_size: int | None = 128,
         max_epochs: int | None = None,
-        early_stopping: bool = False,
+        early_stopping: bool = True,
         patience: int = 10,
         tol: float = 1e-4,
         validation_fraction: float = 0.1,
@@ -422,13 +428,11 @@ class LinearRegression(TorchRegressor):
 
     model_name = "linear"
 
-    def __init__(self, *, lr: float = 0.01, **shared: Any) -> None:
-        super().__init__(lr=lr, **shared)
-
 
 class FeedForward(TorchEstimator):
     """Hidden layers before the head: ``hidden_sizes`` lists their widths, ``activation`` is
-    one of relu, tanh, sigmoid, gelu, ``dropout`` the drop probability after each."""
+    one of relu, tanh, sigmoid, gelu, ``dropout`` the drop probability after each. Trained as
+    the other torch models are, but with a smaller default learning rate, ``lr=3e-3``."""
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **TorchEstimator._parameter_constraints,
@@ -443,12 +447,10 @@ class FeedForward(TorchEstimator):
         hidden_sizes: Sequence[int] = (64,),
         activation: str = "relu",
         dropout: float = 0.0,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        batch_size: int | None = 64,
+        lr: float = 3e-3,
         **shared: Any,
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, batch_size=batch_size, **shared)
+        super().__init__(lr=lr, **shared)
         self.hidden_sizes = hidden_sizes
         self.activation = activation
         self.dropout = dropout
