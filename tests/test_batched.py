@@ -52,19 +52,25 @@ CASES = {
         MLPClassifier(hidden_sizes=[16], lr=0.05, batch_size=32, max_epochs=12,
                       early_stopping=True, patience=2, tol=0.02, random_state=3),
         load_digits),
-    "logistic-sgd": (LogisticRegression(max_epochs=4, random_state=0), load_breast_cancer),
+    "logistic-sgd": (LogisticRegression(optimizer="sgd", lr=0.1, batch_size=32, max_epochs=4,
+                                        early_stopping=False, random_state=0),
+                     load_breast_cancer),
     "softmax-sgd-full-batch": (
-        SoftmaxRegression(batch_size=None, max_epochs=5, validation_fraction=0.2,
-                          random_state=5), load_iris),
+        SoftmaxRegression(optimizer="sgd", lr=0.1, batch_size=None, max_epochs=5,
+                          early_stopping=False, validation_fraction=0.2, random_state=5),
+        load_iris),
     "linear-sgd-momentum": (
-        LinearRegression(momentum=0.9, weight_decay=0.01, max_epochs=4, random_state=2,
+        LinearRegression(optimizer="sgd", lr=0.01, batch_size=32, momentum=0.9,
+                         weight_decay=0.01, max_epochs=4, random_state=2,
                          early_stopping=True, patience=1, tol=0.05), load_diabetes),
     "mlp-rmsprop-momentum": (
         MLPRegressor(hidden_sizes=[8, 8], activation="tanh", optimizer="rmsprop", momentum=0.5,
-                     max_epochs=4, validation_fraction=0.0, random_state=4), load_diabetes),
+                     batch_size=64, max_epochs=4, early_stopping=False, validation_fraction=0.0,
+                     random_state=4), load_diabetes),
     "mlp-adagrad": (
         MLPClassifier(hidden_sizes=[8], activation="gelu", optimizer="adagrad", lr=0.05,
-                      max_epochs=4, random_state=6), load_iris),
+                      batch_size=64, max_epochs=4, early_stopping=False, random_state=6),
+        load_iris),
 }
 
 
@@ -120,7 +126,7 @@ def test_unsupported_names_the_reason(model, reason):
 
 
 JOB = ["model=mlp", "data=iris", "trainer.max_epochs=3", "cv.n_splits=3", "plots=false",
-       "refit=false", "model.early_stopping=true", "model.patience=1", "+model.tol=0.05"]
+       "refit=false", "model.early_stopping=true", "model.patience=1", "model.tol=0.05"]
 
 
 def test_job_batched_equals_job_sequential_table_and_mlflow_layout(make_cfg, workdir, caplog):
@@ -209,7 +215,8 @@ def test_a_diverging_fold_says_so_as_alone_and_the_job_records_it_per_fold(make_
     from pipeline.errors import PipelineError
 
     X, y = scaled(load_diabetes, rows=120)
-    model = LinearRegression(lr=1e6, max_epochs=3, random_state=0)
+    model = LinearRegression(optimizer="sgd", lr=1e6, batch_size=32, max_epochs=3,
+                             random_state=0)
     with pytest.raises(PipelineError) as alone:
         clone(model).fit(X[:80], y[:80])
     with pytest.raises(batched.Diverged) as together:
@@ -218,7 +225,8 @@ def test_a_diverging_fold_says_so_as_alone_and_the_job_records_it_per_fold(make_
     # Through a job: the folds then run one after another, so the fold that diverged fails
     # its own run, as without batching.
     with pytest.raises(PipelineError, match="diverged"):
-        run(make_cfg("data=diabetes", "model=linear", "model.lr=1e6", "trainer.max_epochs=2",
+        run(make_cfg("data=diabetes", "model=linear", "model.optimizer=sgd", "model.lr=1e6",
+                     "model.batch_size=32", "trainer.max_epochs=2",
                      "cv.n_splits=2", "cv.batch_folds=true", "plots=false", "refit=false"))
     runs = all_runs(workdir)
     assert list(runs["status"]) == ["FAILED", "FAILED"]
