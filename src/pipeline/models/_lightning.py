@@ -451,4 +451,7 @@ def train(
             module.direct_steps = fused and _per_step_hooks_are_no_ops(trainer)
             steps = module.plan(trainer.world_size, fused)
             _fit_passing_interrupts(trainer, module, steps)
+    # The trainer and the module refer to each other, so they wait for the garbage collector,
+    # maybe folds later: the training tensors (a fold's rows, twice) are let go of now.
+    module._data = module._val_data = module._epoch_X = module._epoch_y = None
     return module.network.cpu().eval(), module.history, module.n_steps
