@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
-from pipeline.cv import Fold
+from pipeline.cv import Fold, check_cost
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 
@@ -46,6 +46,7 @@ def against_folds(cfg: DictConfig, estimator: Pipeline, dataset: Dataset,
     the folds are planned and before the tracking store is touched."""
     _preprocessing_arguments(cfg, estimator[0])
     _sizes(cfg, estimator, dataset, folds)
+    check_cost(estimator[-1], dataset, folds, cfg.model.name)  # a quadratic model at scale
     _trainer(estimator[-1])
     _names(cfg, dataset)
 
