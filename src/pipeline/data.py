@@ -224,14 +224,15 @@ def table(
     X = as_categories(X, kinds)
     if dtype == "float32":
         X = _as_float32(X, notes)
-    del frame, labelled  # the file's own frame: only X (and y) are kept
+    group_labels = labelled[groups].reset_index(drop=True) if groups else None
+    del frame, labelled  # the file's own frame: only X, y and the groups are kept
     if task == "classification":
         y = y.astype(str) if not pd.api.types.is_numeric_dtype(y) else y
     for line in notes:  # printed once, at the start of the job, when nothing was refused
         log.log(logging.WARNING if line.startswith("warning:") else logging.INFO, line)
     return Dataset(
         X=X, y=y, task=task, name=name or file.stem, categorical=tuple(kinds),
-        groups=labelled[groups].reset_index(drop=True) if groups else None, notes=tuple(notes),
+        groups=group_labels, notes=tuple(notes),
     )
 
 
