@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ def build(
     _check_categories(dataset, categorical, max_categories)
     # A column missing in every row of a fold's training part is kept (as zeros), so that no
     # fold loses it and a fold whose only text column is blank still has a design matrix.
-    numeric_steps = [("impute", SimpleImputer(strategy=numeric_impute, keep_empty_features=True))]
+    numeric_steps = [("impute", Imputer(strategy=numeric_impute, keep_empty_features=True))]
     if SCALERS[scale] is not None:
         numeric_steps.append(("scale", SCALERS[scale]()))
     categorical_steps = [
@@ -64,6 +65,25 @@ def build(
         verbose_feature_names_out=False,
     )
     return columns if reducer is None else Pipeline([("columns", columns), ("reduce", reducer)])
+
+
+class Imputer(SimpleImputer):
+    """scikit-learn's SimpleImputer, whose median of numeric columns is numpy's: the same
+    statistics, where scikit-learn's masked-array median took 35 s of a 1M-row job's 45 s
+    fold on 800,000 rows × 50 columns (numpy: about a second)."""
+
+    def _dense_fit(self, X: np.ndarray, strategy: Any, missing_values: Any,
+                   fill_value: Any) -> np.ndarray:
+        if not (strategy == "median" and X.dtype.kind == "f" and isinstance(missing_values, float)
+                and np.isnan(missing_values)):
+            return super()._dense_fit(X, strategy, missing_values, fill_value)
+        missing = np.isnan(X)
+        self._fit_indicator(missing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column missing in every row
+            median = np.nanmedian(X, axis=0) if missing.any() else np.median(X, axis=0)
+        median[np.isnan(median)] = 0 if self.keep_empty_features else np.nan
+        return median
 
 
 REDUCERS = ("none", "pca", "lda")
