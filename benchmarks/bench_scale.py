@@ -13,7 +13,8 @@ runs in a fresh process, whose peak RSS (`ru_maxrss`) is reported.
 
 `table`: wall time and peak RSS of whole jobs (`python -m pipeline`'s `run`, MLflow tracking,
 figures and refit on all rows at their defaults) in a fresh process each, by rows: `logistic`
-and `mlp` (5 epochs of batch 4096) at every size, scikit-learn's `decision_tree` and
+and `mlp` (5 epochs of batch 4096) at every size, `logistic` on the same table read from a
+Parquet file through `data=csv` (`logistic-parquet`), scikit-learn's `decision_tree` and
 `random_forest` up to 100,000 rows.
 
 Every case is one process: `python benchmarks/bench_scale.py case <name> <rows>` prints one
@@ -52,15 +53,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def write_parquet(rows: int, path: str) -> None:
+    """The generated table of `rows` rows (as `data=synthetic` makes it) as a Parquet file."""
+    from pipeline.data import synthetic
+
+    dataset = synthetic(n_samples=rows, n_features=FEATURES, random_state=SEED, dtype="float64")
+    dataset.X.assign(target=dataset.y).to_parquet(path)
+
+
 def pipeline_case(model: str, rows: int, *extra: str) -> dict:
-    """One whole job in this process; its wall time, fit times and peak RSS."""
+    """One whole job in this process; its wall time, fit times and peak RSS. `extra` may name
+    a Parquet file (`data.path=…parquet`) to read instead of generating the table."""
     from hydra import compose, initialize_config_dir
 
     from pipeline.config import config_dir
     from pipeline.runner import run
 
-    overrides = ["data=synthetic", f"data.n_samples={rows}", f"data.n_features={FEATURES}",
-                 "cv=kfold", f"seed={SEED}", *MODELS[model], *extra]
+    source = ["data=synthetic", f"data.n_samples={rows}", f"data.n_features={FEATURES}"]
+    if any(e.startswith("data.path=") for e in extra):
+        source = ["data=csv", "data.target=target"]
+    overrides = [*source, "cv=kfold", f"seed={SEED}", *MODELS[model], *extra]
     os.chdir(tempfile.mkdtemp(prefix="bench_scale_"))
     started = time.perf_counter()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
@@ -150,14 +162,19 @@ def throughput(rows: int) -> None:
           f"peak RSS {pipeline['peak_rss_mib'] / 1024:.2f} GiB (goal <= 2)")
 
 
-def table(sizes: list[int]) -> None:
+def table(sizes: list[int], models: list[str]) -> None:
     print("| model | rows | wall time | peak RSS | mean test accuracy |")
     print("|---|---:|---:|---:|---:|")
-    for model in MODELS:
+    for model in models:
         for rows in sizes:
             if model in ("decision_tree", "random_forest") and rows > SKLEARN_MAX_ROWS:
                 continue
-            case = in_fresh_process(model, str(rows))
+            extra, name = [], model
+            if model == "logistic-parquet":
+                path = os.path.join(tempfile.mkdtemp(prefix="bench_scale_"), "table.parquet")
+                subprocess.run([sys.executable, __file__, "parquet", str(rows), path], check=True)
+                extra, name = [f"data.path={path}"], "logistic"
+            case = in_fresh_process(name, str(rows), *extra)
             print(f"| {model} | {rows:,} | {case['wall_s']:.1f} s | "
                   f"{case['peak_rss_mib']:.0f} MiB | {case['test_accuracy']:.4f} |", flush=True)
 
@@ -166,8 +183,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("throughput").add_argument("--rows", type=int, default=1_000_000)
-    commands.add_parser("table").add_argument("--rows", type=int, nargs="+",
-                                              default=[10_000, 100_000, 1_000_000])
+    sizes = commands.add_parser("table")
+    sizes.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    sizes.add_argument("--models", nargs="+", default=[*MODELS, "logistic-parquet"],
+                       choices=[*MODELS, "logistic-parquet"])
+    parquet = commands.add_parser("parquet")
+    parquet.add_argument("rows", type=int)
+    parquet.add_argument("path")
     case = commands.add_parser("case")
     case.add_argument("name", choices=[*MODELS, "plain"])
     case.add_argument("rows", type=int)
@@ -180,8 +202,10 @@ def main() -> None:
         print(json.dumps(result))
     elif args.command == "throughput":
         throughput(args.rows)
+    elif args.command == "parquet":
+        write_parquet(args.rows, args.path)
     else:
-        table(args.rows)
+        table(args.rows, args.models)
 
 
 if __name__ == "__main__":
