@@ -158,7 +158,7 @@ def test_the_median_imputer_matches_scikit_learn(dtype):
     X[rng.random(X.shape) < 0.2] = np.nan
     X[:, 2] = np.nan  # missing in every row
     for keep in (True, False):
-        ours = preprocessing.Imputer(strategy="median", keep_empty_features=keep)
+        ours = preprocessing.SimpleImputer(strategy="median", keep_empty_features=keep)
         reference = SimpleImputer(strategy="median", keep_empty_features=keep)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # keep=False: the column is dropped

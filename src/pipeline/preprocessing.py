@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn import impute
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
@@ -51,7 +51,7 @@ def build(
     _check_categories(dataset, categorical, max_categories)
     # A column missing in every row of a fold's training part is kept (as zeros), so that no
     # fold loses it and a fold whose only text column is blank still has a design matrix.
-    numeric_steps = [("impute", Imputer(strategy=numeric_impute, keep_empty_features=True))]
+    numeric_steps = [("impute", SimpleImputer(strategy=numeric_impute, keep_empty_features=True))]
     if SCALERS[scale] is not None:
         numeric_steps.append(("scale", SCALERS[scale]()))
     categorical_steps = [
@@ -67,9 +67,9 @@ def build(
     return columns if reducer is None else Pipeline([("columns", columns), ("reduce", reducer)])
 
 
-class Imputer(SimpleImputer):
-    """scikit-learn's SimpleImputer, whose median of numeric columns is numpy's: the same
-    statistics, where scikit-learn's masked-array median took 35 s of a 1M-row job's 45 s
+class SimpleImputer(impute.SimpleImputer):
+    """scikit-learn's SimpleImputer (its name in messages too), whose median of numeric columns
+    is numpy's: the same statistics, where scikit-learn's masked-array median took 35 s of a 1M-row job's 45 s
     fold on 800,000 rows × 50 columns (numpy's: 1.5 s)."""
 
     def _dense_fit(self, X: np.ndarray, strategy: Any, missing_values: Any,
