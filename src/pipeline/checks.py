@@ -47,8 +47,11 @@ def against_folds(cfg: DictConfig, estimator: Pipeline, dataset: Dataset,
                   folds: list[Fold]) -> None:
     """The checks that need the built pipeline, the data and the planned folds; called once
     the folds are planned and before the tracking store is touched."""
+    from pipeline.cv import check_cost
+
     _preprocessing_arguments(cfg, estimator[0])
     _sizes(cfg, estimator, dataset, folds)
+    check_cost(estimator[-1], dataset, folds, cfg.model.name)  # a quadratic model at scale
     _trainer(estimator[-1])
     _names(cfg, dataset)
 

