@@ -116,16 +116,19 @@ def test_more_jobs_than_folds_or_one_per_core_run_every_fold(make_cfg, workdir):
     assert set(runs["status"]) == {"FINISHED"}
 
 
-# Every KNN fit from the third on, in whichever process (the job's folds go to two workers),
-# waits without using a CPU for the test's signal; a file per call counts them.
-WAITING_FROM_FIT_3 = '''
+# Every KNN fit of folds 3 to 5, in whichever worker runs it, waits without using a CPU for
+# the test's signal; folds 1 and 2 fit at once. A fold is known by a row its training part
+# lacks (FAST_FOLDS: a test row of fold 1 and of fold 2), not by the order of the calls: under
+# load one worker may finish fold 1 and take fold 3 before the other has started fold 2.
+# A file per call counts them.
+WAITING_FROM_FOLD_3 = '''
 import os
 import time
 import sklearn.neighbors
 
 _fit = sklearn.neighbors.KNeighborsClassifier.fit
 
-def _waiting_from_fit_3(self, *args, **kwargs):
+def _waiting_from_fold_3(self, X, y, *args, **kwargs):
     calls, n = os.environ["FIT_CALLS"], 1
     while True:
         try:
@@ -133,12 +136,12 @@ def _waiting_from_fit_3(self, *args, **kwargs):
             break
         except FileExistsError:
             n += 1
-    if n >= 3:
+    fast = {int(row) for row in os.environ["FAST_FOLDS"].split(",")}
+    if fast <= set(y.index):  # neither fold 1's nor fold 2's training part
         time.sleep(120)
-    return _fit(self, *args, **kwargs)
+    return _fit(self, X, y, *args, **kwargs)
 
-sklearn.neighbors.KNeighborsClassifier.fit = _waiting_from_fit_3
-'''
+sklearn.neighbors.KNeighborsClassifier.fit = _waiting_from_fold_3'''
 
 
 @pytest.mark.slow  # a job in a fresh interpreter and two workers: seconds of imports each
@@ -153,8 +156,11 @@ def test_stop_signal_during_parallel_folds_ends_every_run_and_worker(workdir, si
     hook, calls = workdir / "hook", workdir / "calls"
     hook.mkdir()
     calls.mkdir()
-    (hook / "sitecustomize.py").write_text(WAITING_FROM_FIT_3)
-    env = {**job_env(hook), "FIT_CALLS": str(calls)}
+    (hook / "sitecustomize.py").write_text(WAITING_FROM_FOLD_3)
+    X, y = datasets.load_digits(return_X_y=True)  # the job's folds: cv=kfold, seed 42
+    tests = [test for _, test in StratifiedKFold(5, shuffle=True, random_state=42).split(X, y)]
+    env = {**job_env(hook), "FIT_CALLS": str(calls),
+           "FAST_FOLDS": f"{tests[0][0]},{tests[1][0]}"}
     job = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "model=knn", "data=digits", "++plots=false",
          "++refit=false", "cv.n_jobs=2"],
