@@ -76,8 +76,8 @@ def test_file_floats_become_float32_integers_and_coarse_floats_stay(workdir, suf
 
 def test_parquet_reads_into_the_same_dataset_as_the_csv_of_the_same_table(workdir):
     # Parquet is handed from Arrow to pandas column by column (no consolidated float64 frame
-    # beside the Arrow table):
-    # Dataset, its dtypes and the loader's notes are those of the CSV path, blanks included.
+    # beside the Arrow table): the Dataset, its dtypes and the loader's notes are those of
+    # the CSV path, blanks included.
     frame = table_file(workdir)
     frame.loc[[3, 40], "b"] = np.nan  # blanks in a float feature: imputed later
     frame.loc[[5, 77], "label"] = None  # rows without a target: dropped, with a note
