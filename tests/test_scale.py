@@ -74,6 +74,30 @@ def test_file_floats_become_float32_integers_and_coarse_floats_stay(workdir, suf
     assert data.table(str(path), "label", dtype="float64").X["a"].dtype == np.float64
 
 
+def test_parquet_reads_into_the_same_dataset_as_the_csv_of_the_same_table(workdir):
+    # Parquet is handed from Arrow to pandas column by column (no consolidated float64 frame
+    # beside the Arrow table): the Dataset, its dtypes and the loader's notes are those of
+    # the CSV path, blanks included.
+    frame = table_file(workdir)
+    frame.loc[[3, 40], "b"] = np.nan  # blanks in a float feature: imputed later
+    frame.loc[[5, 77], "label"] = None  # rows without a target: dropped, with a note
+    frame["colour"] = np.where(frame["a"] > 0, "red", "blue")  # text: a category
+    frame.to_csv(workdir / "same.csv", index=False)
+    frame.to_parquet(workdir / "same.parquet")
+    from_csv = data.table(str(workdir / "same.csv"), "label")
+    from_parquet = data.table(str(workdir / "same.parquet"), "label")
+    assert from_parquet.X.dtypes.astype(str).to_dict() == {
+        "a": "float32", "b": "float32", "c": "float32", "d": "float32", "count": "int64",
+        "seen": "float64", "colour": "object"}
+    pd.testing.assert_frame_equal(from_parquet.X, from_csv.X)
+    pd.testing.assert_series_equal(from_parquet.y, from_csv.y)
+    assert from_parquet.notes == from_csv.notes
+    assert any("dropped 2 row(s)" in note for note in from_parquet.notes)
+    assert from_parquet.categorical == from_csv.categorical == ("colour",)
+    np.testing.assert_array_equal(from_parquet.X["b"].to_numpy(),
+                                  frame["b"].drop(index=[5, 77]).to_numpy(np.float32))
+
+
 def test_parquet_through_data_csv_scores_as_the_csv_of_the_same_table(make_cfg, workdir):
     frame = table_file(workdir).drop(columns=["seen"])
     frame.to_csv(workdir / "same.csv", index=False)
