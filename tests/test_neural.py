@@ -562,9 +562,11 @@ def test_auto_accelerator_uses_the_gpu(iris):
 def test_ddp_spawn_on_two_cpu_processes_brings_back_weights_and_history(iris):
     X_train, X_test, y_train, y_test = iris
     trainer = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}
-    model = SoftmaxRegression(momentum=0.9, random_state=0, max_epochs=30, trainer=trainer).fit(
-        X_train, y_train
-    )
+    # sgd with momentum on mini-batches, every epoch run: what this test has always trained
+    # (the defaults, adam on batches of 128, take one step an epoch on each rank's 56 rows).
+    model = SoftmaxRegression(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32,
+                              early_stopping=False, random_state=0, max_epochs=30,
+                              trainer=trainer).fit(X_train, y_train)
     assert len(model.history_["train_loss"]) == 30
     assert model.history_["train_loss"][-1] < model.history_["train_loss"][0]
     assert model.score(X_test, y_test) >= 0.8
