@@ -462,6 +462,5 @@ def _step_work(networks: Sequence[nn.Module], prepared: Sequence[Prepared]) -> i
     work = 0
     for network, fold in zip(networks, prepared, strict=True):
         rows = len(fold.data[0])
-        batch = min(fold.spec.batch_size or rows, rows)
-        work += batch * sum(p.numel() for p in network.parameters() if p.dim() >= 2)
+        work += _lightning.step_work(network, min(fold.spec.batch_size or rows, rows))
     return work

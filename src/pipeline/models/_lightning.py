@@ -468,7 +468,8 @@ def train(
             fused = isinstance(trainer.strategy, SingleDeviceStrategy) and not _counts_steps(spec)
             module.direct_steps = fused and _per_step_hooks_are_no_ops(trainer)
             steps = module.plan(trainer.world_size, fused)
-            with threads.limited(threads.for_torch(_step_work(module)), blas=False):
+            work = step_work(module.network, module.batch_size)
+            with threads.limited(threads.for_torch(work), blas=False):
                 _fit_passing_interrupts(trainer, module, steps)
     # The trainer and the module refer to each other, so they wait for the garbage collector,
     # maybe folds later: the training tensors (a fold's rows, twice) are let go of now.
@@ -476,8 +477,7 @@ def train(
     return module.network.cpu().eval(), module.history, module.n_steps
 
 
-def _step_work(module: NetworkModule) -> int:
+def step_work(network: nn.Module, batch_size: int) -> int:
     """Multiply-adds of one optimizer step's matrix products: the batch's rows times the sum
     of in x out features over the layers (`threads.for_torch` picks the threads from it)."""
-    weights = sum(p.numel() for p in module.network.parameters() if p.dim() >= 2)
-    return module.batch_size * weights
+    return batch_size * sum(p.numel() for p in network.parameters() if p.dim() >= 2)
