@@ -96,9 +96,9 @@ def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
         raise NotBatchable("a fold's training part lacks a class that others have")
     if len({p.val_data is None for p in prepared}) > 1:
         raise NotBatchable("only some folds are large enough for a validation part")
-    stacked = sum(len(p.data[0]) for p in prepared) * prepared[0].n_features * 4 * 3
-    if stacked > MAX_STACKED_BYTES:
-        raise NotBatchable(_too_large(stacked))
+    reason = _too_large(sum(len(p.data[0]) for p in prepared), prepared[0].n_features)
+    if reason:
+        raise NotBatchable(reason)
     from pipeline.models import _batched
 
     for estimator, p, fitted in zip(estimators, prepared, _batched.train(prepared), strict=True):
@@ -118,11 +118,8 @@ def decide(setting: Any, template: Pipeline, folds: Sequence[Fold], dataset: Dat
     reason = _unsupported_job(template, folds, dataset, task)
     if reason is None:
         return True
-    if setting is True:
-        raise PipelineError(f"cv.batch_folds=true, but the folds cannot be trained as one "
-                            f"batched model: {reason}; set cv.batch_folds=auto or false")
-    if isinstance(template[-1], TorchEstimator):
-        log.info("folds trained one after another (cv.batch_folds=auto): %s", reason)
+    if setting is True or isinstance(template[-1], TorchEstimator):
+        _not_batched(reason, strict=setting is True)
     return False
 
 
@@ -151,11 +148,7 @@ def fit_folds(template: Pipeline, dataset: Dataset, task: Task, folds: Sequence[
                  "record each as it ends")
         return None
     except NotBatchable as error:
-        if strict:
-            raise PipelineError(f"cv.batch_folds=true, but the folds cannot be trained as one "
-                                f"batched model: {error.reason}; set cv.batch_folds=auto or "
-                                "false") from None
-        log.info("folds trained one after another (cv.batch_folds=auto): %s", error.reason)
+        _not_batched(error.reason, strict)
         return None
     seconds = time.perf_counter() - started
     log.info("the %d folds trained as one batched model in %.2fs", len(folds), seconds)
@@ -176,12 +169,22 @@ def _unsupported_job(template: Pipeline, folds: Sequence[Fold], dataset: Dataset
     if len(set(outputs)) > 1:
         fold = next(i for i, n in enumerate(outputs, 1) if n < max(outputs))
         return f"the training part of fold {fold} lacks a class"
-    stacked = sum(len(fold.train) for fold in folds) * dataset.X.shape[1] * 4 * 3
-    if stacked > MAX_STACKED_BYTES:
-        return _too_large(stacked)
-    return None
+    return _too_large(sum(len(fold.train) for fold in folds), dataset.X.shape[1])
 
 
-def _too_large(stacked: int) -> str:
+def _too_large(rows: int, n_features: int) -> str | None:
+    """Why the folds' training data (`rows` in all) cannot be held at once, or None."""
+    stacked = rows * n_features * 4 * 3  # float32, three times over (see MAX_STACKED_BYTES)
+    if stacked <= MAX_STACKED_BYTES:
+        return None
     return (f"the folds' training data held at once would take ~{stacked / 2**30:.1f} GiB "
             f"(over {MAX_STACKED_BYTES / 2**30:g} GiB)")
+
+
+def _not_batched(reason: str, strict: bool) -> None:
+    """The folds cannot be batched for `reason`: with `strict` (cv.batch_folds=true) the job is
+    refused in one line, else (auto) they run one after another, said at INFO."""
+    if strict:
+        raise PipelineError(f"cv.batch_folds=true, but the folds cannot be trained as one "
+                            f"batched model: {reason}; set cv.batch_folds=auto or false") from None
+    log.info("folds trained one after another (cv.batch_folds=auto): %s", reason)
