@@ -37,7 +37,7 @@ def seed(cfg: DictConfig) -> None:
     """`seed` is an integer numpy accepts. Checked before the data is loaded: the splits, the
     models and the generated data sets all read it, and would each word the mistake their way."""
     value = cfg.get("seed")
-    if not (_is_int(value) and 0 <= value <= MAX_SEED):
+    if not (is_int(value) and 0 <= value <= MAX_SEED):
         raise PipelineError(
             f"seed={value} is not an integer from 0 to {MAX_SEED} (it seeds the splits, the "
             "models and torch); use e.g. seed=42")
@@ -120,7 +120,7 @@ def _sizes(cfg: DictConfig, estimator: Pipeline, dataset: Dataset, folds: list[F
     arguments = model.get_params(deep=False)
     for name in ROW_COUNTS:
         value = arguments.get(name)
-        if _is_int(value) and value > rows:
+        if is_int(value) and value > rows:
             raise PipelineError(f"model.{name}={value} is more than {where}; use "
                                 f"model.{name}={rows} or fewer, or a cv with larger training "
                                 "parts")
@@ -133,7 +133,7 @@ def _components(reducer: Any, rows: int, where: str, dataset: Dataset,
     from sklearn.decomposition import PCA
 
     kept = reducer.n_components
-    if not _is_int(kept):
+    if not is_int(kept):
         return  # a share of variance, or all there are
     columns, exact = _encoded_columns(dataset, max_categories)
     counted = f"{'' if exact else 'at most '}{columns} columns after encoding"
@@ -157,7 +157,7 @@ def _encoded_columns(dataset: Dataset, max_categories: int | None) -> tuple[int,
     width = len(dataset.X.columns) - len(categorical)
     for column in categorical:
         distinct = max(1, int(dataset.X[column].nunique(dropna=True)))
-        width += min(distinct, max_categories) if _is_int(max_categories) else distinct
+        width += min(distinct, max_categories) if is_int(max_categories) else distinct
     return width, not categorical
 
 
@@ -219,7 +219,8 @@ def _sweep_dir() -> str | None:
     return str(hydra.sweep.dir)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer (numpy's too), not a bool."""
     import numbers
 
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

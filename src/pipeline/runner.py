@@ -255,13 +255,19 @@ def _fold_jobs(cv_cfg: DictConfig, n_folds: int) -> int:
     value = cv_cfg.get("n_jobs", 1)
     if value is None:
         return 1
-    cores = cpu_count()
-    wanted = cores + 1 + value if _is_int(value) and value < 0 else value
-    if not _is_int(value) or wanted < 1:
+    wanted = _processes(value) if checks.is_int(value) else 0
+    if wanted < 1:
         raise PipelineError(
             f"cv.n_jobs={value} is not a number of folds to run at once: use a positive "
-            f"integer, or -1 for one per core ({cores} here), e.g. cv.n_jobs=2")
+            f"integer, or -1 for one per core ({cpu_count()} here), e.g. cv.n_jobs=2")
     return min(wanted, n_folds)
+
+
+def _processes(n_jobs: int) -> int:
+    """joblib's `n_jobs` as a count: a negative one counts back from the cores (-1: all)."""
+    from joblib import cpu_count
+
+    return cpu_count() + 1 + n_jobs if n_jobs < 0 else n_jobs
 
 
 def _check_parallel_fits(job: DictConfig, estimator: Pipeline) -> None:
@@ -278,12 +284,6 @@ def _check_parallel_fits(job: DictConfig, estimator: Pipeline) -> None:
             f"cv.n_jobs={job.cv.n_jobs} runs folds in worker processes, and each fit already "
             f"runs on several devices or processes (trainer.strategy={strategy}, "
             f"trainer.devices={devices}); use cv.n_jobs=1 with it, or one device per fit")
-
-
-def _is_int(value: Any) -> bool:
-    import numbers
-
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _parallel_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
@@ -341,14 +341,10 @@ def _in_worker(*args: Any) -> Fitted | Exception:
 def _within_share(template: Pipeline, share: int) -> Pipeline:
     """`template` with every `n_jobs` of its steps at most `share` (results do not depend on
     it; -1 would put a core's worth of threads in every worker)."""
-    from joblib import cpu_count
-
     capped = {}
     for key, value in template.get_params(deep=True).items():
-        if key.endswith("__n_jobs") and _is_int(value):
-            wanted = cpu_count() + 1 + value if value < 0 else value
-            if wanted > share:
-                capped[key] = share
+        if key.endswith("__n_jobs") and checks.is_int(value) and _processes(value) > share:
+            capped[key] = share
     return clone(template).set_params(**capped) if capped else template
 
 

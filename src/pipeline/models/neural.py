@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from pipeline.checks import is_int
 from pipeline.errors import PipelineError
 from pipeline.models.heads import BinaryHead, Head, MulticlassHead, RegressionHead
 
@@ -59,12 +60,12 @@ class LayerSizes(Options):
         super().__init__(object, set())
 
     def is_satisfied_by(self, val: Any) -> bool:
-        sizes = (val,) if _is_int(val) else val
+        sizes = (val,) if is_int(val) else val
         return (
             isinstance(sizes, Sequence)
             and not isinstance(sizes, str)
             and len(sizes) > 0
-            and all(_is_int(size) and size > 0 for size in sizes)
+            and all(is_int(size) and size > 0 for size in sizes)
         )
 
     def __str__(self) -> str:
@@ -303,7 +304,7 @@ class TorchEstimator(BaseEstimator):
         """A target the head has encoded that the model still cannot learn from."""
 
     def _seed(self) -> int:
-        if _is_int(self.random_state):
+        if is_int(self.random_state):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
@@ -465,7 +466,7 @@ class FeedForward(TorchEstimator):
         from torch import nn
 
         activations = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
-        sizes = (self.hidden_sizes,) if _is_int(self.hidden_sizes) else self.hidden_sizes
+        sizes = (self.hidden_sizes,) if is_int(self.hidden_sizes) else self.hidden_sizes
         layers: list[nn.Module] = []
         width = n_features
         for size in sizes:
@@ -526,10 +527,6 @@ def _describe(constraint: Any) -> str:
     opening = "[" if closed in ("left", "both") else "("
     closing = "]" if closed in ("right", "both") else ")"
     return f"in {opening}{left:g}, {right:g}{closing}"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _plain(value: Any) -> Any:
