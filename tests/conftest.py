@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import NoReturn
@@ -78,6 +78,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     ranked = sorted(_cpu_used.items(), key=lambda item: item[1][0], reverse=True)
     for nodeid, (cpu, wall) in ranked[:CPU_REPORTED]:
         terminalreporter.write_line(f"{cpu:8.2f}s cpu {wall:8.2f}s wall  {nodeid}")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """For a module of tiny torch networks: torch on one thread (fastest for them, and steady on
+    shared CPUs), its count put back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ from pipeline.models.neural import (
 )
 from pipeline.runner import run
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks (see conftest)
 
 
 def scaled(loader, rows: int = 240):

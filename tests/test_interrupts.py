@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tests.conftest import all_runs, children, parents, store_uri
 
@@ -53,6 +54,18 @@ def interrupt_during_fold_3(workdir: Path, args: list[str], signum: int = signal
             if job.poll() is None:
                 job.kill()
     return status, stderr_path.read_text(), elapsed
+
+
+def stopped_cleanly(workdir: Path, status: int, stderr: str,
+                    signum: int) -> tuple[str, pd.DataFrame]:
+    """What every job stopped by `signum` shows: the shell's status for it, no traceback, one
+    `interrupted: ` line (returned, with the store's runs) and no run left RUNNING."""
+    assert status == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
+    runs = all_runs(workdir)
+    assert "RUNNING" not in set(runs["status"])
+    return line, runs
 
 
 def job_env(hook: Path | None = None) -> dict[str, str]:
@@ -119,10 +132,7 @@ def test_stop_signal_during_fold_3_keeps_folds_1_and_2(workdir, model, signum):
     else:  # real training loops, Lightning's and scikit-learn's, stop on Ctrl-C
         status, stderr, elapsed = interrupt_during_fold_3(workdir, SLOW_FOLDS[model])
     print(f"{model}: {elapsed:.2f} s from {signal.Signals(signum).name} to exit")
-    assert status == 128 + signum, stderr
-    assert "Traceback" not in stderr
-    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
-    runs = all_runs(workdir)
+    line, runs = stopped_cleanly(workdir, status, stderr, signum)
     [parent] = parents(runs).itertuples()
     assert parent.status == "KILLED"
     assert f"experiment 'digits', run {parent.run_id} (KILLED" in line
@@ -132,7 +142,6 @@ def test_stop_signal_during_fold_3_keeps_folds_1_and_2(workdir, model, signum):
     assert list(folds["tags.mlflow.runName"]) == ["fold-1", "fold-2", "fold-3"]
     assert list(folds["status"]) == ["FINISHED", "FINISHED", "KILLED"]
     assert folds["metrics.test_accuracy"].iloc[:2].notna().all()  # what finished is kept
-    assert "RUNNING" not in set(runs["status"])
 
 
 def test_signals_during_run_creation_are_held_until_it_can_end():
@@ -264,12 +273,8 @@ def test_stop_signal_ends_a_joblib_sweep_with_no_run_left_running(workdir, signu
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     print(f"joblib sweep: {elapsed:.2f} s from {signal.Signals(signum).name} to exit")
-    assert job.returncode == 128 + signum, stderr
-    assert "Traceback" not in stderr
-    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
+    line, runs = stopped_cleanly(workdir, job.returncode, stderr, signum)
     assert "KILLED" in line
-    runs = all_runs(workdir)
-    assert "RUNNING" not in set(runs["status"])
     top = parents(runs)
     assert list(top["status"]) == ["KILLED", "KILLED"]
     for parent in top["run_id"]:

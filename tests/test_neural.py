@@ -37,13 +37,7 @@ from pipeline.models.neural import (
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # These networks are tiny: one thread is fastest and keeps timings stable on shared CPUs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks (see conftest)
 
 
 def scaled_split(X, y, stratify=True):
