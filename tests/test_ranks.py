@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import friedmanchisquare, rankdata, studentized_range
-from tests.conftest import store_uri
 
 from pipeline import compare, ranks
 

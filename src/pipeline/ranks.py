@@ -107,7 +107,8 @@ def sweep_jobs(uri: str, sweep: str | None = "latest",
     if sweep is None:
         filters = [finished]
     else:
-        filters = [f"tags.{tag} = {quoted(sweep)} and {finished}" for tag in ("sweep", "resumed_in")]
+        filters = [f"tags.{tag} = {quoted(sweep)} and {finished}"
+                   for tag in ("sweep", "resumed_in")]
     found_runs = [mlflow.search_runs(ids, filter_string=f, output_format="pandas")
                   for f in filters]
     runs = pd.concat([r for r in found_runs if not r.empty] or found_runs[:1], ignore_index=True)
@@ -388,7 +389,8 @@ def log(uri: str, result: AcrossData, fig: Any | None) -> tuple[str, str]:
         tracker.log_table(run_id, result.ranks, "ranks.csv")
         tracker.log_text(run_id, text(result), "comparison.txt")
         if result.bayes is not None:
-            tracker.log_table(run_id, result.bayes.set_index(["A", "B"]), "bayesian_signed_rank.csv")
+            tracker.log_table(run_id, result.bayes.set_index(["A", "B"]),
+                              "bayesian_signed_rank.csv")
         if fig is not None:
             tracker.log_figure(run_id, fig, FIGURE)
     return experiment, run_id
