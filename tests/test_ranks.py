@@ -169,6 +169,11 @@ def test_the_command_prints_the_comparison_and_logs_the_figure(sweep, workdir, c
     assert {"critical_difference.png", "scores.csv", "ranks.csv"} <= artifacts
     saved = list((workdir / "outputs" / "comparisons").glob("critical_difference-*.png"))
     assert len(saved) == 1 and saved[0].read_bytes()[:4] == b"\x89PNG"
-    # The comparison run is no job of the sweep: a second look finds the same 12 jobs.
+    # Comparison runs are no jobs: a second look finds the same 12, and the leaderboard still
+    # shows the newest job's experiment without them.
     _, jobs = ranks.sweep_jobs(uri, "latest")
     assert len(jobs) == 12 and "comparison" not in set(jobs.get("tags.kind", pd.Series()))
+    experiment, table = compare.leaderboard(uri)
+    assert experiment == "digits" and len(table) == 3
+    experiment, table = compare.leaderboard(uri, "iris", sweep="latest")
+    assert len(table) == 3 and table["accuracy_mean"].min() > 0.5  # not the fake comparison

@@ -44,6 +44,8 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
                               "'FINISHED'", output_format="pandas")
     if "tags.mlflow.parentRunId" in runs:
         runs = runs[runs["tags.mlflow.parentRunId"].isna()]
+    if "tags.kind" in runs:  # comparison runs (compare --across-data, --against) are no jobs
+        runs = runs[runs["tags.kind"] != "comparison"]
     if sweep is not None and not runs.empty:
         sweeps = runs.get("tags.sweep", pd.Series(dtype=str)).dropna()
         if sweep == "latest":
@@ -73,7 +75,7 @@ def _newest_job_experiment(client: Any, experiments: list, sweep: str | None) ->
             tags = run.data.tags
             wanted = sweep is None or (sweep == "latest" and "sweep" in tags) or (
                 tags.get("sweep") == sweep)
-            if "mlflow.parentRunId" not in tags and wanted:
+            if "mlflow.parentRunId" not in tags and tags.get("kind") != "comparison" and wanted:
                 return names[run.info.experiment_id]
         token = page.token
         if not token:
