@@ -79,27 +79,27 @@ def sweep_jobs(uri: str, sweep: str | None = "latest",
     (`kind=comparison`) are no jobs."""
     import mlflow
 
-    from pipeline.tracking import quoted, reader
+    from pipeline.tracking import quoted, reader, redact
 
     client = reader(uri)
     found = {e.name: e.experiment_id for e in client.search_experiments()}
     if experiments:
         unknown = [name for name in experiments if name not in found]
         if unknown:
-            raise PipelineError(f"no experiment {', '.join(map(repr, unknown))} in {uri}; "
+            raise PipelineError(f"no experiment {', '.join(map(repr, unknown))} in {redact(uri)}; "
                                 f"experiments: {', '.join(found) or 'none'}")
         ids = [found[name] for name in experiments]
     else:
         ids = list(found.values())
     if not ids:
-        raise PipelineError(f"no experiments in {uri}; run a sweep first")
+        raise PipelineError(f"no experiments in {redact(uri)}; run a sweep first")
     if sweep is None and not experiments:
         sweep = "latest"
     if sweep == "latest":
         sweep = _newest_sweep(client, ids)
         if sweep is None:
             raise PipelineError("no sweep's job has finished in "
-                                + (", ".join(experiments) if experiments else uri)
+                                + (", ".join(experiments) if experiments else redact(uri))
                                 + "; run one: python -m pipeline -m model=A,B,C "
                                   "data=iris,wine,breast_cancer")
     mlflow.set_tracking_uri(uri)
@@ -278,6 +278,10 @@ def compare(scores: pd.DataFrame, metrics: pd.Series, *, sweep: str | None = Non
             experiments: list[str] | None = None, alpha: float = ALPHA, rope: float = ROPE,
             samples: int = BAYES_SAMPLES, notes: list[str] | None = None) -> AcrossData:
     """Every test that the table's size allows; a note for each that it does not."""
+    if not 0 <= rope < math.inf:
+        raise PipelineError(f"--rope must be 0 or more, in the metric's units (got {rope})")
+    if not 0 < alpha < 1:
+        raise PipelineError(f"alpha must lie between 0 and 1 (got {alpha})")
     data_sets, models = scores.shape
     if models < 2:
         raise PipelineError(f"only {models} model on the data sets ({', '.join(scores.columns)}); "
