@@ -1,6 +1,7 @@
 """The leaderboard: one row per job (parent run) read back from MLflow, best first.
 
     python -m pipeline.compare [--experiment iris] [--sweep latest|DIR] [--format markdown]
+    python -m pipeline.compare --across-data [--sweep latest|DIR] [--metric M] [--rope 0.01]
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
                               "'FINISHED'", output_format="pandas")
     if "tags.mlflow.parentRunId" in runs:
         runs = runs[runs["tags.mlflow.parentRunId"].isna()]
+    if "tags.kind" in runs:  # comparison runs (compare --across-data, --against) are no jobs
+        runs = runs[runs["tags.kind"] != "comparison"]
     if sweep is not None and not runs.empty:
         sweeps = runs.get("tags.sweep", pd.Series(dtype=str)).dropna()
         if sweep == "latest":
@@ -72,7 +75,7 @@ def _newest_job_experiment(client: Any, experiments: list, sweep: str | None) ->
             tags = run.data.tags
             wanted = sweep is None or (sweep == "latest" and "sweep" in tags) or (
                 tags.get("sweep") == sweep)
-            if "mlflow.parentRunId" not in tags and wanted:
+            if "mlflow.parentRunId" not in tags and tags.get("kind") != "comparison" and wanted:
                 return names[run.info.experiment_id]
         token = page.token
         if not token:
@@ -168,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", help="only this multirun's jobs: its directory, or 'latest'")
     parser.add_argument("--metric", help="rank by this metric (default: the jobs' objective)")
     parser.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    _add_across_data_arguments(parser)
     args = parser.parse_args(argv)
     uri = args.uri or default_uri()
+    if args.across_data:
+        return _across_data(uri, args)
     try:
         mark_store(uri)  # runs left RUNNING by jobs killed outright: KILLED, with the reason
         experiment, table = leaderboard(uri, args.experiment, args.sweep, args.metric)
@@ -184,6 +190,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"experiment {experiment!r} in {redact(uri)}: {len(table)} job(s), best first")
         print(readable(table).to_string(index=False))
     return 0
+
+
+def _add_across_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--across-data", action="store_true",
+        help="rank a sweep's models on each of its data sets: Friedman, Nemenyi's critical "
+             "difference diagram, Bayesian signed-rank test (the sweep's jobs are found in every "
+             "experiment; -e A,B,C limits them to those)")
+    parser.add_argument("--rope", type=float, default=None,
+                        help="region of practical equivalence of the Bayesian tests, in the "
+                             "metric's units (default 0.01)")
+
+
+def _across_data(uri: str, args: argparse.Namespace) -> int:
+    from pipeline import ranks
+
+    try:
+        mark_store(uri)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    experiments = [e.strip() for e in args.experiment.split(",")] if args.experiment else None
+    return ranks.main(uri, args.sweep, experiments, args.metric, args.rope)
 
 
 if __name__ == "__main__":
