@@ -322,7 +322,7 @@ def compare_against(uri: str, table: pd.DataFrame, against: str = "best",
         out.loc[i, list(columns)] = [test.mean, test.p_value, test.low, test.high,
                                      better, posterior.p_rope, worse]
         if test.note:
-            out.loc[i, "vs_note"] = "constant difference"
+            out.loc[i, "vs_note"] = "identical" if test.mean == 0 else "constant difference"
             notes.append(f"{label}: {test.note}")
         posteriors[i] = posterior
     ref_label = f"{table.loc[ref_row, 'model']} ({table.loc[ref_row, 'run_id']})"
