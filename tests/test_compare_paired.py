@@ -155,3 +155,8 @@ def test_against_a_sweep_tells_a_real_difference_from_noise(make_cfg, workdir, c
     assert len(compare.leaderboard(uri)[1]) == 4
     assert compare.main(["--uri", uri, "--against", "svm"]) == 1
     assert "no job of that run id or model" in capsys.readouterr().err
+    # against the job on other folds nothing pairs: refused, one line, nothing logged
+    assert compare.main(["--uri", uri, "--against", other_folds.run_id]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: none of the 3 other jobs pairs") and "seed 42 vs 7" in line
+    assert (parents(all_runs(workdir)).get("tags.kind") == "comparison").sum() == 1

@@ -302,7 +302,7 @@ def compare_against(uri: str, table: pd.DataFrame, against: str = "best",
         out[column] = np.nan
     out["vs_note"] = ""
     out.loc[ref_row, "vs_note"] = "reference"
-    posteriors, notes = {}, []
+    posteriors, notes, reasons = {}, [], []
     for i, run in runs.items():
         if i == ref_row:
             continue
@@ -316,6 +316,7 @@ def compare_against(uri: str, table: pd.DataFrame, against: str = "best",
         except PipelineError as error:
             out.loc[i, "vs_note"] = "not paired"
             notes.append(f"not paired: {label}: {error}")
+            reasons.append(str(error))
             continue
         better, worse = ((posterior.p_below, posterior.p_above) if lower else
                          (posterior.p_above, posterior.p_below))
@@ -326,6 +327,13 @@ def compare_against(uri: str, table: pd.DataFrame, against: str = "best",
             notes.append(f"{label}: {test.note}")
         posteriors[i] = posterior
     ref_label = f"{table.loc[ref_row, 'model']} ({table.loc[ref_row, 'run_id']})"
+    if not posteriors:  # nothing to show: the one reason is the answer
+        if len(table) == 1:
+            raise PipelineError(f"{ref_label} is the only job here: nothing to compare it with")
+        if len(reasons) == 1:
+            raise PipelineError(reasons[0])
+        raise PipelineError(f"none of the {len(reasons)} other jobs pairs with {ref_label}; "
+                            f"the first: {reasons[0]}")
     rope_line = (f"rope ±{rope:g}" if rope else
                  f"no rope (--rope 0: {metric} is in the data's units; set --rope to a "
                  "difference too small to matter)")
