@@ -97,14 +97,22 @@ def test_fold_digest_names_the_rows_of_every_fold():
     assert swapped.digest("toy", 20) != digest
 
 
-def test_runs_without_a_digest_are_refused_in_one_line():
-    def run(run_id: str, **tags: str) -> SimpleNamespace:
+def test_unpaired_jobs_are_refused_in_one_line_saying_why():
+    def run(run_id: str, params: dict | None = None, **tags: str) -> SimpleNamespace:
         return SimpleNamespace(info=SimpleNamespace(run_id=run_id),
-                               data=SimpleNamespace(tags={"model": "knn", **tags}, params={}))
+                               data=SimpleNamespace(tags={"model": "knn", **tags},
+                                                    params=params or {}))
 
     reason = compare.unpaired_reason(run("old"), run("new", folds="abc"))
     assert "run old records no fold digest" in reason and "\n" not in reason
     assert compare.unpaired_reason(run("a", folds="abc"), run("b", folds="abc")) is None
+    five = {"cv.n_splits": "5", "cv.n_jobs": "1", "seed": "42", "cv.random_state": "42"}
+    ten = {**five, "cv.n_splits": "10", "cv.n_jobs": "2"}  # n_jobs: how folds run, not which
+    reason = compare.unpaired_reason(run("a", ten, folds="x", data="wine", cv="kfold"),
+                                     run("b", five, folds="y", data="iris", cv="kfold"))
+    assert "(data wine vs iris, cv.n_splits 10 vs 5)" in reason and "\n" not in reason
+    same = compare.unpaired_reason(run("a", five, folds="x"), run("b", five, folds="y"))
+    assert "did the data change?" in same
 
 
 def test_against_a_sweep_tells_a_real_difference_from_noise(make_cfg, workdir, capsys):

@@ -247,7 +247,8 @@ def unpaired_reason(run: Any, ref: Any) -> str | None:
             differ.append(f"{key} {a} vs {b}")
     flat_a, flat_b = ({f"params.{k}": v for k, v in r.data.params.items()} for r in (run, ref))
     keys = sorted(k for k in {*flat_a, *flat_b} if k.startswith(FOLD_PARAMS)
-                  and not k.startswith(NOT_FOLD_PARAMS) and k != "params.cv.name")
+                  and not k.startswith(NOT_FOLD_PARAMS)
+                  and k not in ("params.cv.name", "params.data.name"))  # the tags said those
     for key in keys:
         if flat_a.get(key) != flat_b.get(key):
             if key == "params.cv.random_state" and flat_a.get("params.seed") != flat_b.get(
@@ -255,6 +256,8 @@ def unpaired_reason(run: Any, ref: Any) -> str | None:
                 key = "params.seed"
             differ.append(f"{key.removeprefix('params.')} {flat_a.get(key)} vs "
                           f"{flat_b.get(key)}")
+    if len(differ) > 5:
+        differ = [*differ[:5], f"and {len(differ) - 5} more"]
     what = (", ".join(differ) if differ else
             "same data, cv and seed settings, yet other rows in the folds: did the data change?")
     return (f"{run.data.tags.get('model')} ({run.info.run_id}) and the reference "
