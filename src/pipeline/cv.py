@@ -52,6 +52,20 @@ class Folds(list):
         super().__init__(folds)
         self.notes = notes
 
+    def digest(self, data: str, n_rows: int) -> str:
+        """A short fingerprint of the plan: the data's name and row count, then every fold's
+        parts (train, test and any validation indices) in order. Two jobs with the same
+        digest were scored on the same rows fold by fold, so their fold scores pair."""
+        import hashlib
+
+        hasher = hashlib.sha256(f"{data}\n{n_rows}\n{len(self)}".encode())
+        for fold in self:
+            for part in fold:
+                indices = np.ascontiguousarray([] if part is None else part, dtype=np.int64)
+                hasher.update(len(indices).to_bytes(8, "little"))
+                hasher.update(indices.astype("<i8", copy=False))
+        return hasher.hexdigest()[:16]
+
 
 def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
     """All folds of `dataset` under the `cv` group's scheme for the job's `task` (the data's

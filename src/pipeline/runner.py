@@ -83,7 +83,10 @@ def _run(cfg: DictConfig) -> Result:
     experiment = job.tracking.experiment or dataset.name
     tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment)
     resolved = tracking.loggable(OmegaConf.to_container(job, resolve=True))
-    tags = {**_tags(job, dataset, task), "config_hash": tracking.config_hash(resolved)}
+    tags = {**_tags(job, dataset, task), "config_hash": tracking.config_hash(resolved),
+            # what pipeline.compare pairs jobs by: the same folds, and how many repeats
+            "folds": plan.folds.digest(dataset.name, len(dataset.X)),
+            "fold_repeats": str(getattr(plan.folds, "repeats", 1))}
     objective = f"test_{job.objective}"
     if job.get("resume") and (done := tracker.finished_run(tags["config_hash"])):
         return _resumed(done, objective, tracker, tags.get("sweep"))
