@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from tests.conftest import all_runs, parents, store_uri
 
 from pipeline import compare, cv, runner, stats
+from tests.conftest import all_runs, parents, store_uri
 
 # Fixed fold scores: 2 repeats x 5 folds of two classifiers.
 A = np.array([0.91, 0.88, 0.93, 0.90, 0.87, 0.92, 0.89, 0.90, 0.94, 0.86])
