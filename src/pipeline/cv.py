@@ -46,11 +46,25 @@ class Fold(NamedTuple):
 
 class Folds(list):
     """The planned folds, in order, and the warnings planning them gave (printed once; the job
-    records them on its parent run)."""
+    records them on its parent run). A repeated scheme (repeated k-fold) plans `repeats` rounds
+    of `len(folds) // repeats` folds each, one round after another."""
 
-    def __init__(self, folds: list[Fold], notes: tuple[str, ...] = ()):
+    def __init__(self, folds: list[Fold], notes: tuple[str, ...] = (), repeats: int = 1):
         super().__init__(folds)
         self.notes = notes
+        self.repeats = repeats
+
+    def position(self, i: int) -> tuple[int, int]:
+        """Fold `i` (1-based, across repeats) as (repeat, fold within the repeat), both 1-based."""
+        per_repeat = len(self) // self.repeats
+        return (i - 1) // per_repeat + 1, (i - 1) % per_repeat + 1
+
+    def run_name(self, i: int) -> str:
+        """Fold `i`'s run name: `fold-<i>`, or `repeat-<r>/fold-<j>` when the scheme repeats."""
+        if self.repeats == 1:
+            return f"fold-{i}"
+        repeat, within = self.position(i)
+        return f"repeat-{repeat}/fold-{within}"
 
     def digest(self, data: str, n_rows: int) -> str:
         """A short fingerprint of the plan: the data's name and row count, then every fold's
@@ -80,8 +94,8 @@ def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
         raise PipelineError(
             f"cv={name} ({type(splitter).__name__}) stratifies on classes, and {dataset.name} "
             f"has a {task} target; use a splitter that does not stratify (e.g. KFold)")
-    if isinstance(splitter, ms.StratifiedKFold):
-        _check_class_sizes(cfg, dataset, splitter.n_splits)
+    if isinstance(splitter, ms.StratifiedKFold | ms.RepeatedStratifiedKFold):
+        _check_class_sizes(cfg, dataset, _per_repeat(splitter))
     _check_fold_count(name, splitter, dataset)
     try:
         folds = [Fold(*parts) for parts in splitter.split(dataset.X, dataset.y, dataset.groups)]
@@ -95,7 +109,17 @@ def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
     notes = _check_parts(cfg, dataset, folds) if task.has_classes else ()
     for line in notes:
         log.warning(line)
-    return Folds(folds, notes)
+    repeats = splitter.n_repeats if isinstance(splitter, REPEATED) else 1
+    return Folds(folds, notes, repeats)
+
+
+# scikit-learn's splitters that run `n_repeats` rounds of k folds, each round shuffled anew.
+REPEATED = (ms.RepeatedKFold, ms.RepeatedStratifiedKFold)
+
+
+def _per_repeat(splitter: Any) -> int:
+    """The folds of one round: `n_splits`, which the repeated splitters keep in `cvargs`."""
+    return splitter.cvargs["n_splits"] if isinstance(splitter, REPEATED) else splitter.n_splits
 
 
 # Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split.
@@ -270,11 +294,25 @@ def kfold(
     return splitter(n_splits, shuffle=shuffle, random_state=random_state if shuffle else None)
 
 
+def repeated_kfold(
+    n_splits: int = 5, n_repeats: int = 10, stratify: bool = True,
+    random_state: int | None = None, *, task: Task,
+) -> ms.RepeatedKFold | ms.RepeatedStratifiedKFold:
+    """`n_repeats` rounds of k-fold, each shuffled anew (stratified on a classification target
+    unless `stratify` is false): every row is tested once per round."""
+    _check_splits(n_splits)
+    if not isinstance(n_repeats, int) or n_repeats < 1:
+        raise PipelineError(f"cv.n_repeats must be an integer of at least 1, got {n_repeats}")
+    splitter = ms.RepeatedStratifiedKFold if _stratified(stratify, task) else ms.RepeatedKFold
+    return splitter(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
+
+
 def repeated_holdout(
     n_repeats: int = 10, test_size: float = 0.2, stratify: bool = True,
     random_state: int | None = None, *, task: Task,
 ) -> ms.BaseShuffleSplit:
-    """`n_repeats` independent random train/test splits (Monte Carlo cross-validation)."""
+    """`n_repeats` independent random train/test splits (Monte Carlo cross-validation); each
+    split is a fold of its own (`fold-<i>`, `Folds.repeats` 1), not a repeat of one fold."""
     _check_fraction("test_size", test_size)
     if n_repeats < 1:
         raise PipelineError(f"cv.n_repeats must be at least 1, got {n_repeats}")

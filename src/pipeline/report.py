@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from pipeline.data import Dataset
 
 log = logging.getLogger("pipeline")
-# Beyond this many folds (leave-one-out) the table shows the summary rows only.
+# Beyond this many folds (leave-one-out, repeated k-fold) the table shows a row per repeat (the
+# mean of its folds) where the scheme repeats, then the summary rows.
 MAX_FOLD_ROWS = 20
 
 
@@ -32,6 +34,7 @@ class Result:
     experiment: str
     run_id: str
     uri: str
+    repeats: int = 1  # rounds of the cv scheme (repeated k-fold), `len(folds) // repeats` each
 
     @property
     def score(self) -> float:
@@ -47,15 +50,14 @@ def brief(row: dict[str, float], objective: str) -> str:
     return "  ".join(f"{k}={row[k]:.4f}" for k in shown) + f"  fit {row['fit_time']:.2f}s"
 
 
-def table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str) -> str:
-    """Scores as text: a row per fold (up to MAX_FOLD_ROWS), then `mean ± std`. Held-out
-    scores, the training score of the objective and the fit time; the rest is in MLflow."""
+def table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str, repeats: int = 1) -> str:
+    """Scores as text: a row per fold (up to MAX_FOLD_ROWS; beyond, a row per repeat of a
+    repeated scheme), then `mean ± std` across folds. Held-out scores, the training score of
+    the objective and the fit time; the rest is in MLflow."""
     train = objective.replace("test_", "train_", 1)
     columns = [c for c in folds.columns if c.startswith(("val_", "test_"))]
     columns += [c for c in (train, "fit_time") if c in folds.columns]
-    shown = folds[columns].map(_number)
-    if len(folds) > MAX_FOLD_ROWS:
-        shown = shown.iloc[0:0]
+    shown = _rows(folds, repeats)[columns].map(_number)
     spread = pd.DataFrame(
         [[f"{_number(summary.loc['mean', c])}±{_number(summary.loc['std', c])}" for c in columns]],
         index=["mean±std"], columns=columns,
@@ -71,8 +73,13 @@ def table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str) -> str:
 def print_result(result: Result, dataset: Dataset, cfg: DictConfig) -> None:
     from pipeline.tracking import redact
 
-    n = len(result.folds)
-    note = " (per-fold rows in the run's folds.csv)" if n > MAX_FOLD_ROWS else ""
+    n, repeats = len(result.folds), result.repeats
+    notes = [f"{repeats} repeats of {n // repeats}"] if repeats > 1 else []
+    if _by_repeat(n, repeats):
+        notes.append("a row per repeat: the mean of its folds")
+    if n > MAX_FOLD_ROWS:
+        notes.append("per-fold rows in the run's folds.csv")
+    note = f" ({'; '.join(notes)})" if notes else ""
     heading = f"{cfg.model.name} on {dataset.name}, cv={cfg.cv.name}, {n} fold(s){note}"
     where = [
         f"{result.objective}: {result.score:.4f} ± {result.spread:.4f}",
@@ -81,14 +88,14 @@ def print_result(result: Result, dataset: Dataset, cfg: DictConfig) -> None:
         f"  view:  {_ui_command(result.uri)}",
     ]
     if not interactive():
-        log.info("\n".join(["", heading, table(result.folds, result.summary, result.objective),
-                             "", *where]))
+        log.info("\n".join(["", heading, table(result.folds, result.summary, result.objective,
+                                                 repeats), "", *where]))
         return
     from rich.text import Text
 
     console = _console()
     console.print()
-    console.print(_rich_table(result.folds, result.summary, result.objective, heading))
+    console.print(_rich_table(result.folds, result.summary, result.objective, heading, repeats))
     console.print(Text(where[0], style="bold"))
     for line in where[1:]:
         console.print(line, highlight=False, markup=False)
@@ -204,7 +211,8 @@ def _console() -> Any:
     return Console(highlight=False)
 
 
-def _rich_table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str, title: str) -> Any:
+def _rich_table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str, title: str,
+                repeats: int = 1) -> Any:
     """The plain table's content, narrow enough for 80 columns: part over metric in the
     header, mean and std on rows of their own, the objective in bold."""
     from rich import box
@@ -215,19 +223,39 @@ def _rich_table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str, titl
     columns += [c for c in (train, "fit_time") if c in folds.columns]
     grid = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
                  header_style="bold", pad_edge=False)
-    grid.add_column("fold", min_width=len(str(folds.index[-1])) if len(folds) else 4)
+    rows = _rows(folds, repeats)
+    grid.add_column(rows.index.name or "fold",
+                    min_width=max([4, *(len(str(label)) for label in rows.index)]))
     for column in columns:
         header = "\n".join(column.split("_", 1)) if column != "fit_time" else "\nfit_time"
         # Numbers keep their 5 characters; on a narrow terminal the headers fold instead.
         grid.add_column(header, justify="right", overflow="fold", min_width=5,
                         style="bold" if column == objective else None)
-    if len(folds) <= MAX_FOLD_ROWS:
-        for index, row in folds[columns].iterrows():
+    if len(rows):
+        for index, row in rows[columns].iterrows():
             grid.add_row(str(index), *(_number(v) for v in row))
         grid.add_section()
     for stat in ("mean", "std"):
         grid.add_row(stat, *(_number(summary.loc[stat, c]) for c in columns), style="bold")
     return grid
+
+
+def _rows(folds: pd.DataFrame, repeats: int) -> pd.DataFrame:
+    """The rows the table shows above its summary: every fold, up to MAX_FOLD_ROWS; beyond, the
+    mean of each repeat's folds (`repeat-<r>`) where the scheme repeats, else none."""
+    if len(folds) <= MAX_FOLD_ROWS:
+        return folds
+    if not _by_repeat(len(folds), repeats):
+        return folds.iloc[0:0]
+    per_repeat = len(folds) // repeats
+    means = folds.groupby(np.arange(len(folds)) // per_repeat).mean()  # NaN left out, as in mean
+    means.index = pd.Index([f"repeat-{r}" for r in range(1, repeats + 1)], name="repeat")
+    return means
+
+
+def _by_repeat(n_folds: int, repeats: int) -> bool:
+    """Whether a table of `n_folds` rows shows a row per repeat instead (see `_rows`)."""
+    return n_folds > MAX_FOLD_ROWS and 1 < repeats <= MAX_FOLD_ROWS
 
 
 def _keys(keys: dict[str, Any]) -> str:

@@ -102,7 +102,8 @@ def _run(cfg: DictConfig) -> Result:
         final = _refit(plan.estimator, dataset, tracker, parent) if plan.refit else None
         plan.figures.parent(tracker, parent, table, final)
         task.finish(plan.figures, tracker, parent)
-    result = Result(table, summary, objective, experiment, parent, tracking.redact(tracker.uri))
+    result = Result(table, summary, objective, experiment, parent, tracking.redact(tracker.uri),
+                    plan.folds.repeats)
     if tracking.global_rank() == 0:
         report.print_result(result, dataset, job)
     return result
@@ -156,11 +157,11 @@ def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
                                                           parent)]
         else:
             prefit = prefit or [None] * len(plan.folds)
-            rows = [step(_fold(i, fold, plan.estimator, dataset, task, plan.names, job,
+            rows = [step(_fold(i, plan.folds, plan.estimator, dataset, task, plan.names, job,
                                tracker, parent, plan.figures, prefit[i - 1]))
-                    for i, fold in enumerate(plan.folds, 1)]
-    return pd.DataFrame(rows, index=pd.Index([f"fold-{i}" for i in range(1, len(rows) + 1)],
-                                             name="fold"))
+                    for i in range(1, len(plan.folds) + 1)]
+    names = [plan.folds.run_name(i) for i in range(1, len(rows) + 1)]
+    return pd.DataFrame(rows, index=pd.Index(names, name="fold"))
 
 
 def _fit_batched(plan: Plan, dataset: data.Dataset, task: Task,
@@ -186,17 +187,18 @@ def _summarise(table: pd.DataFrame, tracker: tracking.BaseTracker, parent: str) 
     return summary
 
 
-def _fold(i: int, fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
+def _fold(i: int, folds: cv.Folds, template: Pipeline, dataset: data.Dataset, task: Task,
           names: list[str], job: DictConfig, tracker: tracking.BaseTracker, parent: str,
           figures: plots.Figures | None = None,
           prefit: tuple[Pipeline, float] | None = None) -> dict[str, float]:
-    """Fit a fresh clone on the fold's training part (or take `prefit`, the pipeline already
+    """Fit a fresh clone on fold `i`'s training part (or take `prefit`, the pipeline already
     fitted on it and its fit seconds) and score every part; one child run."""
-    with tracker.run(f"fold-{i}", parent=parent, params=_sizes(i, fold)) as child:
+    fold = folds[i - 1]
+    with tracker.run(folds.run_name(i), parent=parent, params=_sizes(i, folds)) as child:
         fitted = _fit_and_score(fold, template, dataset, task, names, job.metrics.average,
                                 prefit)
         _log_fold(fitted, fold, dataset, task, tracker, child, figures)
-    log.info("fold %d: %s", i, report.brief(fitted.row, job.objective))
+    log.info("%s: %s", _said(i, folds), report.brief(fitted.row, job.objective))
     return fitted.row
 
 
@@ -210,11 +212,21 @@ class Fitted(NamedTuple):
     spectrum: dict[str, list[float]]
 
 
-def _sizes(i: int, fold: cv.Fold) -> dict[str, int]:
+def _sizes(i: int, folds: cv.Folds) -> dict[str, int]:
+    """A fold run's params: `fold`, its 1-based index across repeats (the order of the folds),
+    with `repeat` and `fold_in_repeat` where the scheme repeats, and the parts' sizes."""
+    fold = folds[i - 1]
     sizes = {"fold": i, "train_size": len(fold.train), "test_size": len(fold.test)}
+    if folds.repeats > 1:
+        sizes["repeat"], sizes["fold_in_repeat"] = folds.position(i)
     if fold.val is not None:
         sizes["val_size"] = len(fold.val)
     return sizes
+
+
+def _said(i: int, folds: cv.Folds) -> str:
+    """Fold `i` in the log line that ends it: `fold 7`, or `fold 7 (repeat-2/fold-2)`."""
+    return f"fold {i}" + (f" ({folds.run_name(i)})" if folds.repeats > 1 else "")
 
 
 def _fit_and_score(fold: cv.Fold, template: Pipeline, dataset: data.Dataset, task: Task,
@@ -313,11 +325,12 @@ def _parallel_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConf
             for fold in plan.folds)
         try:
             for i, (fold, outcome) in enumerate(zip(plan.folds, outcomes, strict=True), 1):
-                with tracker.run(f"fold-{i}", parent=parent, params=_sizes(i, fold)) as child:
+                with tracker.run(plan.folds.run_name(i), parent=parent,
+                                 params=_sizes(i, plan.folds)) as child:
                     if isinstance(outcome, Exception):
                         raise outcome  # the fold's run fails with it, as it would in turn
                     _log_fold(outcome, fold, dataset, task, tracker, child, plan.figures)
-                log.info("fold %d: %s", i, report.brief(outcome.row, job.objective))
+                log.info("%s: %s", _said(i, plan.folds), report.brief(outcome.row, job.objective))
                 yield outcome.row
         finally:
             outcomes.close()  # the folds still running are cancelled, their workers killed
