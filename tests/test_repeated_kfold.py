@@ -21,11 +21,11 @@ from sklearn.model_selection import (
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from tests.conftest import all_runs, children, parents
 
 from pipeline import cv, data, report, tasks
 from pipeline.errors import PipelineError
 from pipeline.runner import run
+from tests.conftest import all_runs, children, parents
 
 QUICK = ["plots=false", "refit=false"]
 KNN = ["data=wine", "model=knn", "cv=repeated_kfold", "cv.n_splits=3", "cv.n_repeats=2",
