@@ -84,8 +84,9 @@ def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
     return Folds(folds, notes)
 
 
-# Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split.
-RUN_KEYS = ("n_jobs", "batch_folds")
+# Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split
+# (`outer`, `outer_splits`: nested cross-validation's outer scheme, see pipeline.nested).
+RUN_KEYS = ("n_jobs", "batch_folds", "outer", "outer_splits")
 
 
 def _splitter(cfg: DictConfig, task: Task) -> Any:
