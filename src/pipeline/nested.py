@@ -199,7 +199,9 @@ def run(cfg: DictConfig) -> Result:
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
     result = Result(table, summary, f"test_{objective}", experiment, parent,
                     tracking.redact(tracker.uri))
-    report.print_result(result, dataset, outer_job)
+    shown = copy.deepcopy(outer_job)  # the heading names both schemes
+    shown.cv.name = f"{outer_job.cv.name} (outer) x {job.cv.name} (inner), nested"
+    report.print_result(result, dataset, shown)
     inner_best = f"inner_best_{objective}"
     log.info("nested test_%s: %.4f ± %.4f (each outer test part unseen by its search)\n"
              "inner best %s: %.4f ± %.4f (the search's own estimate, optimistic)",
