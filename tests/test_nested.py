@@ -3,12 +3,9 @@ part, its runs nest under the outer folds, and the outer scores are the chosen m
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterator
-
 import numpy as np
 import pytest
-from omegaconf import DictConfig
+import yaml
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score
@@ -17,43 +14,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tests.conftest import all_runs, assert_refused_before_any_work, parents
 
-# 2 outer x 3 trials x 2 inner folds of a small forest on iris: 12 fits and 2 refits.
+# 2 outer x 3 trials x 2 inner folds of small forests on iris: 12 fits and 2 refits.
 SMALL = ["hparams_search=random_forest_optuna", "cv.outer=kfold", "cv.outer_splits=2",
-         "cv.n_splits=2", "hydra.sweeper.n_trials=3", "plots=false"]
-SPACE = {"model.n_estimators": "int(interval(3, 8))", "model.max_depth": "choice(1, 2, 4)"}
+         "cv.n_splits=2", "hydra.sweeper.n_trials=3", "plots=false",
+         "hydra.sweeper.params={model.n_estimators:'int(interval(3, 8))',"
+         "model.max_depth:'choice(1, 2, 4)'}"]
+CHOSEN = ["n_estimators", "max_depth", "min_samples_leaf", "max_features"]
 
 
-@pytest.fixture
-def nested_job(workdir) -> Iterator[Callable[..., DictConfig]]:
-    """The job config of `python -m pipeline OVERRIDES` with the search space `params`, and
-    Hydra's own config set as a run sets it (the search space lives there)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import open_dict, read_write
-
-    from pipeline.config import config_dir
-
-    saved = HydraConfig.instance().cfg
-
-    def make(*overrides: str, params: dict[str, str]) -> DictConfig:
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            full = compose("config", list(overrides), return_hydra_config=True)
-        with read_write(full), open_dict(full):
-            full.hydra.mode = RunMode.RUN
-            full.hydra.sweeper.params = params
-        HydraConfig.instance().set_config(full)
-        job = copy.deepcopy(full)
-        with read_write(job), open_dict(job):
-            del job["hydra"]
-        return job
-
-    yield make
-    HydraConfig.instance().cfg = saved
-
-
-def test_inner_search_sees_no_outer_test_row_and_runs_nest(nested_job, workdir, monkeypatch):
-    from pipeline import runner, tasks
+def test_nested_job_keeps_outer_test_rows_from_the_search(run_cli, workdir, monkeypatch):
+    """One command, one job: every fit and every scoring of the inner search holds rows of the
+    outer training part only (on the indices), the runs nest parent > outer folds > trials,
+    and each outer score is the chosen configuration's, refit on its training part."""
+    from pipeline import tasks
 
     fitted, scored = [], []
     fit, score = tasks.Task.fit, tasks.Task.score
@@ -68,7 +41,11 @@ def test_inner_search_sees_no_outer_test_row_and_runs_nest(nested_job, workdir, 
 
     monkeypatch.setattr(tasks.Task, "fit", recording_fit)
     monkeypatch.setattr(tasks.Task, "score", recording_score)
-    result = runner.run(nested_job(*SMALL, params=SPACE))
+    done = run_cli(*SMALL)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert ("2 outer folds (cv.outer=kfold) x 3 trials x 2 inner folds (cv=kfold) = 12 fits"
+            in output)
 
     X, y = load_iris(return_X_y=True)
     outer = list(StratifiedKFold(2, shuffle=True, random_state=42).split(X, y))
@@ -87,43 +64,30 @@ def test_inner_search_sees_no_outer_test_row_and_runs_nest(nested_job, workdir, 
 
     runs = all_runs(workdir)
     assert set(runs["status"]) == {"FINISHED"} and len(runs) == 1 + 2 + 2 * 3
-    [top] = [row for _, row in parents(runs).iterrows()]
+    [top] = [row for _, row in parents(runs).iterrows()]  # one job, not a sweep of trials
     assert top["tags.mlflow.runName"] == "random_forest-nested-kfold"
-    assert top["tags.nested"] == "true" and top["run_id"] == result.run_id
+    assert top["tags.nested"] == "true"
     folds = runs[runs["tags.mlflow.parentRunId"] == top["run_id"]].sort_values("params.fold")
     assert list(folds["tags.mlflow.runName"]) == ["fold-1", "fold-2"]
     for (_, fold), (train, test) in zip(folds.iterrows(), outer, strict=True):
         trials = runs[runs["tags.mlflow.parentRunId"] == fold["run_id"]].sort_values(
             "params.trial")  # of equal inner means, the first trial is the best
-        assert sorted(trials["tags.mlflow.runName"]) == ["trial-0", "trial-1", "trial-2"]
+        assert list(trials["tags.mlflow.runName"]) == ["trial-0", "trial-1", "trial-2"]
         best = trials.loc[trials["metrics.inner_accuracy_mean"].idxmax()]
         assert fold["metrics.inner_best_accuracy"] == best["metrics.inner_accuracy_mean"]
-        depth, trees = int(best["params.model.max_depth"]), int(best["params.model.n_estimators"])
-        assert (int(fold["params.best.model.max_depth"]), int(
-            fold["params.best.model.n_estimators"])) == (depth, trees)
-        # The outer score is the chosen configuration's, refit on the outer training part.
+        chosen = {key: yaml.safe_load(best[f"params.model.{key}"]) for key in CHOSEN}
+        assert chosen == {key: yaml.safe_load(fold[f"params.best.model.{key}"])
+                          for key in CHOSEN}
         reference = make_pipeline(StandardScaler(), RandomForestClassifier(
-            n_estimators=trees, max_depth=depth, random_state=42)).fit(X[train], y[train])
+            **chosen, random_state=42)).fit(X[train], y[train])
         assert fold["metrics.test_accuracy"] == pytest.approx(
             accuracy_score(y[test], reference.predict(X[test])))
-    assert top["metrics.test_accuracy_mean"] == pytest.approx(
-        folds["metrics.test_accuracy"].mean())
-    assert top["metrics.inner_best_accuracy_mean"] == pytest.approx(
-        folds["metrics.inner_best_accuracy"].mean())
-    assert result.score == pytest.approx(top["metrics.test_accuracy_mean"])
-
-
-def test_nested_runs_as_one_job_from_the_command_line(run_cli, workdir):
-    done = run_cli("hparams_search=svm_optuna", "cv.outer=kfold", "cv.outer_splits=2",
-                   "cv.n_splits=2", "hydra.sweeper.n_trials=2", "plots=false")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "2 outer folds (cv.outer=kfold) x 2 trials x 2 inner folds (cv=kfold) = 8 fits" in output
-    runs = all_runs(workdir)
-    [top] = parents(runs).itertuples()  # one job, not a sweep of trials
-    scores = runs[runs["tags.mlflow.parentRunId"] == top.run_id]["metrics.test_accuracy"]
-    assert f"nested test_accuracy: {scores.mean():.4f}" in output
-    assert "inner best accuracy: " in output
+    nested, inner_best = (folds[f"metrics.{key}"].mean()
+                          for key in ("test_accuracy", "inner_best_accuracy"))
+    assert top["metrics.test_accuracy_mean"] == pytest.approx(nested)
+    assert top["metrics.inner_best_accuracy_mean"] == pytest.approx(inner_best)
+    assert f"nested test_accuracy: {nested:.4f}" in output
+    assert f"inner best accuracy: {inner_best:.4f}" in output
 
 
 @pytest.mark.parametrize("args, words", [
