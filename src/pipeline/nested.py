@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import logging
 import math
 import time
@@ -28,8 +27,6 @@ from pipeline.tasks import Task
 
 log = logging.getLogger("pipeline")
 
-GRID_SAMPLER = "optuna.samplers.GridSampler"
-
 
 @dataclass
 class Search:
@@ -43,36 +40,13 @@ class Search:
     # The preset's params as written (`model.max_depth: choice(4, 8)`), for the record.
     written: dict[str, str]
 
-    @property
-    def grid(self) -> bool:
-        return self.sampler.get("_target_") == GRID_SAMPLER
-
     def study(self, direction: str, seed: int) -> Any:
-        """A fresh in-memory study, its sampler seeded by `seed`. A grid is every combination
-        of the `choice` values, in order, up to `n_trials`: queued trials of a seeded random
-        sampler (Optuna's GridSampler picks grid points with an unseeded random choice)."""
+        """A fresh in-memory study, its sampler (the preset's) seeded by `seed`."""
         import optuna
         from hydra.utils import instantiate
 
-        if self.grid:
-            study = optuna.create_study(direction=direction,
-                                        sampler=optuna.samplers.RandomSampler(seed=seed))
-            for point in itertools.islice(self.points(), self.n_trials):
-                study.enqueue_trial(point)
-            return study
         spec = {**self.sampler, **({"seed": seed} if "seed" in self.sampler else {})}
         return optuna.create_study(direction=direction, sampler=instantiate(spec))
-
-    def points(self) -> Iterator[dict[str, Any]]:
-        names = list(self.space)
-        for values in itertools.product(*(self.space[name].choices for name in names)):
-            yield dict(zip(names, values, strict=True))
-
-    def size(self) -> int:
-        """Trials per outer fold: `n_trials`, or the whole grid where it is smaller."""
-        if not self.grid:
-            return self.n_trials
-        return min(self.n_trials, math.prod(len(d.choices) for d in self.space.values()))
 
 
 def search_of(sweeper: DictConfig | None, outer: str) -> Search:
@@ -99,13 +73,10 @@ def search_of(sweeper: DictConfig | None, outer: str) -> Search:
         raise PipelineError(f"hydra.sweeper.n_trials={n_trials} is not a positive integer")
     sampler = OmegaConf.to_container(sweeper.sampler, resolve=True) if sweeper.get(
         "sampler") else {"_target_": "optuna.samplers.TPESampler", "seed": None}
-    search = Search(space, fixed, int(n_trials), sampler, written)
-    if search.grid and (coarse := [name for name, d in space.items()
-                                   if not hasattr(d, "choices")]):
-        raise PipelineError(
-            f"a grid search (hydra/sweeper/sampler=grid) takes choice(...) params only; "
-            f"{', '.join(coarse)} {'is' if len(coarse) == 1 else 'are'} not")
-    return search
+    if sampler.get("_target_") == "optuna.samplers.GridSampler":
+        raise PipelineError("cv.outer: the grid sampler is not supported in nested "
+                            "cross-validation; use the preset's sampler (tpe) or random")
+    return Search(space, fixed, int(n_trials), sampler, written)
 
 
 def outer_scheme(job: DictConfig) -> DictConfig:
@@ -159,7 +130,7 @@ def run(cfg: DictConfig) -> Result:
     outer = cv.split(outer_job.cv, dataset, task)
     checks.against_folds(outer_job, estimator, dataset, outer)
     inner = [inner_folds(job.cv, dataset, task, fold.train) for fold in outer]
-    trials, n_inner = search.size(), sum(len(folds) for folds in inner)
+    trials, n_inner = search.n_trials, sum(len(folds) for folds in inner)
     report.print_config(job)
     log.info("nested cross-validation: %d outer folds (cv.outer=%s) x %d trials x %s inner "
              "folds (cv=%s) = %d fits, then %d refits on the outer training parts",
@@ -233,7 +204,7 @@ def _outer_fold(i: int, fold: cv.Fold, folds: list[cv.Fold], search: Search, dir
     with tracker.run(f"fold-{i}", parent=parent, params=_sizes(i, fold)) as child:
         started = time.perf_counter()
         study = search.study(direction, int(job.seed))
-        for number in range(search.size()):
+        for number in range(search.n_trials):
             trial = study.ask(search.space)
             params = {**trial.params, **search.fixed}
             with tracker.run(f"trial-{number}", parent=child,
