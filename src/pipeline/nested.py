@@ -175,7 +175,7 @@ def run(cfg: DictConfig) -> Result:
     report.print_result(result, dataset, shown)
     inner_best = f"inner_best_{objective}"
     log.info("nested test_%s: %.4f ± %.4f (each outer test part unseen by its search)\n"
-             "inner best %s: %.4f ± %.4f (the search's own estimate, optimistic)",
+             "inner best %s: %.4f ± %.4f (the search's own estimate, which chose by it)",
              objective, result.score, result.spread, objective,
              summary.loc["mean", inner_best], summary.loc["std", inner_best])
     return result
@@ -209,10 +209,10 @@ def _outer_fold(i: int, fold: cv.Fold, folds: list[cv.Fold], search: Search, dir
             params = {**trial.params, **search.fixed}
             with tracker.run(f"trial-{number}", parent=child,
                              params={"trial": number, **params}) as run_id:
-                scores = [_fit_and_score(inner, _pipeline(configured(job, params), dataset,
-                                                          task),
-                                         dataset, task, [objective], job.metrics.average).row[
-                              f"test_{objective}"] for inner in folds]
+                template = _pipeline(configured(job, params), dataset, task)
+                scores = [_fit_and_score(inner, template, dataset, task, [objective],
+                                         job.metrics.average).row[f"test_{objective}"]
+                          for inner in folds]  # each fold fits a fresh clone
                 mean, std = float(np.nanmean(scores)), float(np.nanstd(scores))
                 trial.set_user_attr("std", std)
                 tracker.log_metrics(run_id, {f"inner_{objective}_mean": mean,
