@@ -28,6 +28,11 @@ def main() -> None:
     """
     stop_on_signals()
     try:
+        sys.argv[1:] = _nested_as_one_job(sys.argv[1:])
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    try:
         with _quick_help() if HELP.intersection(sys.argv[1:]) else contextlib.nullcontext():
             job()
     except KeyboardInterrupt as interrupt:
@@ -52,6 +57,9 @@ def job(cfg: DictConfig) -> float:
     stop_on_signals()  # again: a joblib launcher runs the job in a worker process
     try:
         _check_settings(cfg)
+        if cfg.cv.get("outer") and _in_sweep():  # set in a config file rather than typed
+            raise PipelineError(f"cv.outer={cfg.cv.outer} runs its search inside one job, not "
+                                "in a sweep: set it on the command line, without -m")
         from pipeline.runner import run  # scikit-learn, pandas: after the quick checks
 
         return run(cfg).score
@@ -60,6 +68,24 @@ def job(cfg: DictConfig) -> float:
         if _in_sweep() or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(1)
+
+
+def _nested_as_one_job(args: list[str]) -> list[str]:
+    """`cv.outer=<option>` (nested cross-validation) runs the `hparams_search` preset's search
+    inside one job, a study per outer fold: the preset's `hydra.mode: MULTIRUN` gives way to a
+    single run. A sweep of such jobs (`-m`) or a list of outer schemes is refused."""
+    typed = [arg.split("=", 1)[1] for arg in args
+             if "=" in arg and arg.split("=", 1)[0].lstrip("+~") == "cv.outer"]
+    if not typed or typed[-1].strip() in ("", "null"):
+        return args
+    outer = typed[-1]
+    if "," in outer:
+        raise PipelineError(f"cv.outer={outer}: name one cv option for the outer folds, "
+                            "e.g. cv.outer=kfold")
+    if {"-m", "--multirun"} & set(args):
+        raise PipelineError(f"cv.outer={outer} runs the search inside one job (a study per "
+                            "outer fold), not as a sweep: drop -m/--multirun")
+    return [*args, "hydra.mode=RUN"]
 
 
 def _check_settings(cfg: DictConfig) -> None:

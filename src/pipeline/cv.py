@@ -122,8 +122,9 @@ def _per_repeat(splitter: Any) -> int:
     return splitter.cvargs["n_splits"] if isinstance(splitter, REPEATED) else splitter.n_splits
 
 
-# Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split.
-RUN_KEYS = ("n_jobs", "batch_folds")
+# Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split
+# (`outer`, `outer_splits`: nested cross-validation's outer scheme, see pipeline.nested).
+RUN_KEYS = ("n_jobs", "batch_folds", "outer", "outer_splits")
 
 
 def _splitter(cfg: DictConfig, task: Task) -> Any:

@@ -73,6 +73,10 @@ def run(cfg: DictConfig) -> Result:
 def _run(cfg: DictConfig) -> Result:
     """The job as the picture draws it: load, decide the task, plan the folds, run them,
     summarise, refit, report."""
+    if cfg.cv.get("outer"):  # nested cross-validation: a search inside each outer fold
+        from pipeline import nested
+
+        return nested.run(cfg)
     checks.seed(cfg)
     dataset = data.load(cfg.data)
     task = tasks.decide(dataset, cfg.model)

@@ -13,6 +13,10 @@ from pipeline.tracking.secrets import scrub
 MAX_PARAM_LENGTH = 6000
 # Config keys that say where and how a job is recorded or run, not what it computes.
 NOT_HASHED = ("hydra", "tracking", "resume", "threads")
+# `cv` keys likewise: how many folds run at once, and nested CV's keys while unset (so a job
+# recorded before they existed is still found by `resume=true`).
+CV_NOT_HASHED = ("n_jobs",)
+CV_UNSET_NOT_HASHED = ("outer", "outer_splits")
 
 
 def loggable(tree: Any) -> Any:
@@ -40,5 +44,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 def config_hash(resolved: Mapping[str, Any]) -> str:
     """A digest of what a job computes: its resolved config minus where it is recorded."""
     kept = {key: value for key, value in resolved.items() if key not in NOT_HASHED}
+    if isinstance(kept.get("cv"), Mapping):
+        kept["cv"] = {key: value for key, value in kept["cv"].items()
+                      if key not in CV_NOT_HASHED
+                      and not (key in CV_UNSET_NOT_HASHED and value is None)}
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
