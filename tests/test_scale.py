@@ -189,4 +189,13 @@ def test_the_median_imputer_matches_scikit_learn(dtype):
             np.testing.assert_array_equal(ours.fit_transform(X), reference.fit_transform(X))
         np.testing.assert_array_equal(ours.statistics_, reference.statistics_)
         assert ours.statistics_.dtype == reference.statistics_.dtype
+    for rows in (100, 101):  # nothing missing: one partition per column, and no mask
+        complete = rng.normal(size=(rows, 4)).astype(dtype)
+        ours = preprocessing.SimpleImputer(strategy="median").fit(complete[::2])
+        reference = SimpleImputer(strategy="median").fit(complete[::2])
+        np.testing.assert_array_equal(ours.statistics_, reference.statistics_)
+        np.testing.assert_array_equal(ours.transform(X[:, :4]), reference.transform(X[:, :4]))
+        copied = ours.transform(complete)
+        np.testing.assert_array_equal(copied, complete)
+        assert not np.shares_memory(copied, complete)
 
