@@ -189,4 +189,34 @@ def test_the_median_imputer_matches_scikit_learn(dtype):
             np.testing.assert_array_equal(ours.fit_transform(X), reference.fit_transform(X))
         np.testing.assert_array_equal(ours.statistics_, reference.statistics_)
         assert ours.statistics_.dtype == reference.statistics_.dtype
+    for rows in (100, 101):  # nothing missing: one partition per column, and no mask
+        complete = rng.normal(size=(rows, 4)).astype(dtype)
+        ours = preprocessing.SimpleImputer(strategy="median").fit(complete[::2])
+        reference = SimpleImputer(strategy="median").fit(complete[::2])
+        np.testing.assert_array_equal(ours.statistics_, reference.statistics_)
+        np.testing.assert_array_equal(ours.transform(X[:, :4]), reference.transform(X[:, :4]))
+        copied = ours.transform(complete)
+        np.testing.assert_array_equal(copied, complete)
+        assert not np.shares_memory(copied, complete)
 
+
+
+def test_the_standard_scaler_matches_scikit_learn_bit_for_bit(monkeypatch):
+    from sklearn.preprocessing import StandardScaler
+
+    monkeypatch.setattr(preprocessing, "CHUNK_BYTES", 64)  # chunks of a few rows
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for width in (1, 2, 7):  # a single column is summed pairwise: scikit-learn's own fit
+            X = (rng.normal(size=(203, width)) * rng.uniform(0.1, 1e3, width)
+                 + rng.uniform(-1e4, 1e4, width)).astype(dtype)
+            X[:, 0] = 3.0  # a constant column: scale 1
+            with_nan = X.copy()
+            with_nan[5, -1] = np.nan
+            for table in (X, np.asfortranarray(X), with_nan):
+                ours = preprocessing.StandardScaler().fit(table)
+                reference = StandardScaler().fit(table)
+                for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
+                    np.testing.assert_array_equal(getattr(ours, name), getattr(reference, name))
+                    assert type(getattr(ours, name)) is type(getattr(reference, name))
+                np.testing.assert_array_equal(ours.transform(table), reference.transform(table))

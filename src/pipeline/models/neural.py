@@ -274,8 +274,10 @@ class TorchEstimator(BaseEstimator):
         if val_rows is None:
             data, val_data = (X_t, y_t), None
         else:
-            data = (X_t[train_rows], y_t[train_rows])
-            val_data = (X_t[val_rows], y_t[val_rows])
+            take, train_rows, val_rows = (_lightning.take_rows, torch.from_numpy(train_rows),
+                                          torch.from_numpy(val_rows))
+            data = (take(X_t, train_rows), take(y_t, train_rows))
+            val_data = (take(X_t, val_rows), take(y_t, val_rows))
         del X_t
         n_features = X.shape[1]
         return _lightning.Prepared(
