@@ -13,11 +13,11 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 from sklearn.impute import SimpleImputer
-from tests.conftest import all_runs, store_uri
 
 from pipeline import cv, data, plots, preprocessing, tasks
 from pipeline.errors import PipelineError
 from pipeline.runner import run
+from tests.conftest import all_runs, store_uri
 
 QUICK = ("plots=false", "refit=false")
 
