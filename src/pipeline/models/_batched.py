@@ -259,24 +259,6 @@ def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return stacked
 
 
-class _EarlyStopping:
-    """Lightning's EarlyStopping (mode min, ``min_delta=tol``) for one fold, on the same float32
-    values Lightning compares."""
-
-    def __init__(self, patience: int, tol: float) -> None:
-        self.patience, self.tol = patience, tol
-        self.best = torch.tensor(torch.inf)
-        self.wait = 0
-
-    def should_stop(self, value: float) -> bool:
-        current = torch.tensor(value, dtype=torch.float32)
-        if torch.lt(current + self.tol, self.best):
-            self.best, self.wait = current, 0
-            return False
-        self.wait += 1
-        return self.wait >= self.patience
-
-
 class FoldsModule(pl.LightningModule):
     """Trains k folds' stacked networks, each fold as :class:`~pipeline.models._lightning.
     NetworkModule` trains it alone: its own rows, validation part, per-epoch permutation (a
@@ -303,7 +285,7 @@ class FoldsModule(pl.LightningModule):
             self.histories.append(history)
         self.n_steps = [0] * self.k
         self.running = [True] * self.k
-        self.stoppers = [_EarlyStopping(spec.patience, spec.tol) for _ in prepared]
+        self.stoppers = [_lightning.Plateau(spec.patience, spec.tol) for _ in prepared]
         self.log_metrics = False
         self._plan_batches()
 

@@ -61,6 +61,8 @@ def unsupported(estimator: Any, n_folds: int = 2, n_features: int = 1) -> str | 
     from pipeline.models import _batched
 
     spec = model._training_spec(seed=0)
+    if spec.optimizer == "lbfgs":
+        return "model.optimizer=lbfgs searches each fold's steps by its own line search"
     if type(spec.head) not in _batched.HEADS:
         return f"its head {type(spec.head).__name__} has no batched loss"
     reason = _batched.trainer_unsupported(spec)
