@@ -158,7 +158,8 @@ def test_regressor_predicts_in_target_units_and_shape(diabetes):
 def test_every_batch_size_trains_for_max_epochs(iris, batch_size):
     X_train, X_test, y_train, y_test = iris
     lr = {None: 1.0, 1: 0.01, 32: 0.2}[batch_size]  # one step an epoch needs a bigger step
-    model = SoftmaxRegression(batch_size=batch_size, lr=lr, max_epochs=8, random_state=0)
+    model = SoftmaxRegression(optimizer="adam", batch_size=batch_size, lr=lr, max_epochs=8,
+                              random_state=0)
     model.fit(X_train, y_train)
     assert model.n_epochs_ == 8
     assert all(len(curve) == 8 for curve in model.history_.values())
@@ -229,8 +230,8 @@ def test_early_stopping_lets_a_learning_model_train(iris):
 def test_max_epochs_rule(iris, max_epochs, trainer, expected):
     X_train, _, y_train, _ = iris
     model = SoftmaxRegression(
-        max_epochs=max_epochs, trainer=trainer, batch_size=None, early_stopping=False,
-        random_state=0,
+        optimizer="adam", max_epochs=max_epochs, trainer=trainer, batch_size=None,
+        early_stopping=False, random_state=0,
     )
     assert model.fit(X_train, y_train).n_epochs_ == expected
 
@@ -342,7 +343,7 @@ def test_check_trainer_accepts_what_fit_accepts():
 
 def test_max_steps_stops_after_that_many_optimizer_steps(iris):
     X_train, _, y_train, _ = iris  # 112 rows: 101 to train on, 7 batches of 16 an epoch
-    model = SoftmaxRegression(batch_size=16, max_epochs=50, random_state=0)
+    model = SoftmaxRegression(optimizer="adam", batch_size=16, max_epochs=50, random_state=0)
     model.set_params(trainer={"max_steps": 10}).fit(X_train, y_train)
     assert model.n_steps_ == 10
     assert model.n_epochs_ == 2 and len(model.history_["val_loss"]) == 2
@@ -351,7 +352,7 @@ def test_max_steps_stops_after_that_many_optimizer_steps(iris):
 
 
 def test_limit_train_batches_limits_each_epoch(iris):
-    model = SoftmaxRegression(batch_size=16, max_epochs=3, random_state=0)
+    model = SoftmaxRegression(optimizer="adam", batch_size=16, max_epochs=3, random_state=0)
     model.set_params(trainer={"limit_train_batches": 2}).fit(*iris[::2])
     assert model.n_steps_ == 3 * 2 and model.n_epochs_ == 3
     half = clone(model).set_params(trainer={"limit_train_batches": 0.5}).fit(*iris[::2])
@@ -380,7 +381,7 @@ def test_per_batch_callbacks_see_every_optimizer_step(iris):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen.append(trainer.global_step)
 
-    model = SoftmaxRegression(batch_size=16, max_epochs=2, random_state=0,
+    model = SoftmaxRegression(optimizer="adam", batch_size=16, max_epochs=2, random_state=0,
                               trainer={"callbacks": [CountBatches()]})
     model.fit(*iris[::2])
     assert seen == list(range(1, model.n_steps_ + 1)) and model.n_steps_ == 2 * 7

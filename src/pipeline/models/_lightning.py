@@ -176,8 +176,8 @@ class NetworkModule(pl.LightningModule):
         self.n_local = 0
         self.log_metrics = True
         self.direct_steps = False
+        self.lbfgs_inner = False
         self.lbfgs_iterations = 1
-        self._converged = False
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled in a process that ddp_spawn started for this fit: quiet Lightning there
@@ -195,6 +195,7 @@ class NetworkModule(pl.LightningModule):
         # Fused, L-BFGS runs all its iterations in one Lightning step (the fit is one Lightning
         # epoch of `max_epochs` "epochs": iterations, each a pass over the data); else one
         # iteration a Lightning epoch, so that what counts steps or epochs sees each one.
+        self.lbfgs_inner = fused
         self.lbfgs_iterations = self.spec.max_epochs if fused else 1
         return _StepIndices(1 if fused else n_batches)
 
@@ -234,7 +235,10 @@ class NetworkModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         X, y = self._data
         if self.spec.optimizer == "lbfgs":  # full batch: the rows' order changes nothing
-            self._epoch_X, self._epoch_y = X, y
+            trainer = self._trainer
+            rank = trainer.global_rank if trainer is not None and trainer.world_size > 1 else 0
+            shard = slice(rank * self.n_local, (rank + 1) * self.n_local)
+            self._epoch_X, self._epoch_y = X[shard], y[shard]
             return
         order = torch.randperm(len(X), generator=self._generator)
         rank = self.trainer.global_rank if self.trainer.world_size > 1 else 0
@@ -246,7 +250,10 @@ class NetworkModule(pl.LightningModule):
 
     def training_step(self, step: int, batch_idx: int) -> None:
         if self.spec.optimizer == "lbfgs":
-            self._lbfgs_steps()
+            if self.lbfgs_steps(self.optimizers().optimizer):
+                self.trainer.should_stop = True
+            if self.lbfgs_inner and self.log_metrics and self.history["train_loss"]:
+                self.log("train_loss", self.history["train_loss"][-1], prog_bar=True)
             return
         optimizer = self.optimizers()
         backward = self.manual_backward
@@ -270,8 +277,8 @@ class NetworkModule(pl.LightningModule):
         self.n_steps += self.batches_per_step
 
     def on_train_epoch_end(self) -> None:
-        if self.spec.optimizer == "lbfgs" and (self.lbfgs_iterations > 1 or self._converged):
-            return  # recorded by `_lbfgs_steps`, or nothing to record
+        if self.spec.optimizer == "lbfgs" and self.lbfgs_inner:
+            return  # `lbfgs_steps` recorded every iteration
         loss_sum = self._loss_sum
         if self.trainer.world_size > 1:
             loss_sum = self.trainer.strategy.reduce(loss_sum, reduce_op="mean")
@@ -309,15 +316,17 @@ class NetworkModule(pl.LightningModule):
             )
         return epoch_values
 
-    def _lbfgs_steps(self) -> None:
-        """``lbfgs_iterations`` iterations of L-BFGS on the whole training part, each an epoch
-        of the history; stops early once converged (every gradient entry within ``tol``) and,
-        when they run in this one step, once early stopping would (see :class:`Plateau`)."""
-        optimizer = self.optimizers().optimizer  # torch's LBFGS, called directly
+    def lbfgs_steps(self, optimizer: torch.optim.LBFGS) -> bool:
+        """``lbfgs_iterations`` iterations of ``optimizer`` (torch's LBFGS, called directly) on
+        the whole training part, each an epoch of the history; stops early once converged
+        (every gradient entry within ``tol``: then returns True) and, when they run in this one
+        step, once early stopping would (see :class:`Plateau`)."""
         network, loss_function = self.network, self.spec.head.loss
         X, y, decay = self._epoch_X, self._epoch_y, self.spec.weight_decay
         parameters = list(network.parameters())
         losses: list[torch.Tensor] = []
+        trainer = self._trainer
+        strategy = trainer.strategy if trainer is not None and trainer.world_size > 1 else None
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
@@ -325,37 +334,36 @@ class NetworkModule(pl.LightningModule):
             losses.append(loss.detach())
             if decay:
                 loss = loss + decay / 2 * sum(p.square().sum() for p in parameters)
-            loss.backward()
-            return loss
+            if strategy is None:
+                loss.backward()
+                return loss
+            # Every rank sees the mean loss and (through DDP) the mean gradient of the equal
+            # shards, so that their line searches take the same steps, in step.
+            self.manual_backward(loss)
+            losses[-1] = strategy.reduce(losses[-1], reduce_op="mean")
+            return strategy.reduce(loss.detach(), reduce_op="mean")
 
-        inner = self.lbfgs_iterations > 1
+        inner = self.lbfgs_inner
         stopper = Plateau(self.spec.patience, self.spec.tol) if inner else None
         state = optimizer.state[parameters[0]]
+        converged = False
         for _ in range(self.lbfgs_iterations):
             losses.clear()
             done = state.get("n_iter", 0)
             optimizer.step(closure)
-            if state["n_iter"] == done:  # converged where it stood: no iteration taken
-                self.trainer.should_stop = True
-                # Recorded only as a fit's first epoch, which would else have none.
-                self._converged = bool(self.history["train_loss"])
-                if not (inner or self._converged):
-                    self._loss_sum, self._seen = losses[0].float(), 1
-                elif inner and not self._converged:
-                    self._record_epoch(losses[0].float())
-                break
-            self.n_steps += 1
-            if not inner:
-                self._loss_sum, self._seen = losses[0].float(), 1
-                break
+            # Converged where it stood, it takes no step: that epoch is recorded, and the last.
+            converged = state["n_iter"] == done
+            self.n_steps += not converged
             # The loss at the iteration's start, as an epoch of mini-batches records the loss
             # of each batch before its step.
+            if not inner:  # recorded by on_train_epoch_end
+                self._loss_sum, self._seen = losses[0].float(), 1
+                break
             values = self._record_epoch(losses[0].float())
             monitored = values[1 if self._val_data is not None else 0]
-            if self.spec.early_stopping and stopper.should_stop(monitored):
+            if converged or (self.spec.early_stopping and stopper.should_stop(monitored)):
                 break
-        if inner and self.log_metrics and self.history["train_loss"]:
-            self.log("train_loss", self.history["train_loss"][-1], prog_bar=True)
+        return converged
 
     # The history travels in the state dict, so ddp_spawn brings it back to the main process.
     def teardown(self, stage: str) -> None:
@@ -493,12 +501,7 @@ def make_trainer(spec: TrainSpec, monitor: str) -> pl.Trainer:
 
 
 def _check_lbfgs_trainer(trainer: pl.Trainer) -> None:
-    """L-BFGS's line search compares this process's losses: one device, no gradient scaling."""
-    if not isinstance(trainer.strategy, SingleDeviceStrategy):
-        raise PipelineError(
-            f"model.optimizer=lbfgs runs on one device, but the trainer runs "
-            f"{type(trainer.strategy).__name__} on {trainer.num_devices} device(s); set "
-            "trainer.devices=1 or choose another model.optimizer")
+    """L-BFGS's line search compares losses: none that a gradient scaler may skip."""
     if getattr(trainer.precision_plugin, "scaler", None) is not None:
         raise PipelineError(
             f"model.optimizer=lbfgs cannot take the gradient scaling of "
@@ -526,7 +529,25 @@ def _refusal(kwargs: dict[str, Any], user: dict[str, Any], error: Exception) -> 
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Hides Lightning's info banners and known noise warnings; other warnings still show."""
+    """Hides Lightning's info banners and known noise warnings; other warnings still show.
+    Nested, only the outermost sets and restores the loggers' levels (each change walks every
+    logger of the process: ~1 ms a fit)."""
+    if getattr(_quieted, "depth", 0):
+        yield
+        return
+    _quieted.depth = 1
+    try:
+        with _quiet_lightning_now():
+            yield
+    finally:
+        _quieted.depth = 0
+
+
+_quieted = threading.local()
+
+
+@contextlib.contextmanager
+def _quiet_lightning_now() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -600,8 +621,12 @@ def train(
     # stopping (Lightning's per-epoch hooks cost more than an iteration on thousands of rows).
     lbfgs_fused = spec.optimizer == "lbfgs" and not _counts_steps(spec)
     trainer_spec = replace(spec, max_epochs=1, early_stopping=False) if lbfgs_fused else spec
-    trainer = make_trainer(trainer_spec, monitor)
     with _quiet_lightning():
+        trainer = make_trainer(trainer_spec, monitor)
+        if lbfgs_fused and not isinstance(trainer.strategy, SingleDeviceStrategy):
+            # Distributed, each iteration is a Lightning epoch (see `NetworkModule.plan`).
+            lbfgs_fused, trainer_spec = False, spec
+            trainer = make_trainer(spec, monitor)
         device = trainer.strategy.root_device
         # Seeded without touching the caller's global RNG state (CPU and the GPU in use).
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
