@@ -96,6 +96,9 @@ _LIGHTNING_DEFAULTS = {"accumulate_grad_batches": 1, "gradient_clip_val": 0}
 # evaluations one iteration's line search may take (torch's default is 1.25 per iteration).
 LBFGS_HISTORY = 10
 LBFGS_MAX_EVALS = 25
+# Converged too when an iteration lowers the loss by no more than this many machine epsilons
+# (relative), as scikit-learn asks of scipy's L-BFGS (ftol = 64 eps).
+LBFGS_FTOL = 64
 
 
 @dataclass
@@ -316,6 +319,17 @@ class NetworkModule(pl.LightningModule):
             )
         return epoch_values
 
+    def _loss_stalled(self, loss: torch.Tensor) -> bool:
+        """Whether the last iteration lowered the loss (now ``loss``) by no more than its dtype
+        can tell: a relative change within ``LBFGS_FTOL`` machine epsilons, scikit-learn's
+        (scipy's) other test of convergence. In float32 an ill-conditioned least-squares
+        problem may never get every gradient entry within ``tol``."""
+        if not self.history["train_loss"]:
+            return False
+        previous, current = self.history["train_loss"][-1], float(loss)
+        ftol = LBFGS_FTOL * torch.finfo(loss.dtype).eps
+        return previous - current <= ftol * max(abs(previous), abs(current), 1.0)
+
     def lbfgs_steps(self, optimizer: torch.optim.LBFGS) -> bool:
         """``lbfgs_iterations`` iterations of ``optimizer`` (torch's LBFGS, called directly) on
         the whole training part, each an epoch of the history; stops early once converged
@@ -351,9 +365,11 @@ class NetworkModule(pl.LightningModule):
             losses.clear()
             done = state.get("n_iter", 0)
             optimizer.step(closure)
-            # Converged where it stood, it takes no step: that epoch is recorded, and the last.
-            converged = state["n_iter"] == done
-            self.n_steps += not converged
+            # Converged where it stood (no gradient entry above tol), it takes no step: that
+            # epoch is recorded, and the last.
+            stepped = state["n_iter"] > done
+            self.n_steps += stepped
+            converged = not stepped or self._loss_stalled(losses[0])
             # The loss at the iteration's start, as an epoch of mini-batches records the loss
             # of each batch before its step.
             if not inner:  # recorded by on_train_epoch_end

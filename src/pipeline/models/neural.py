@@ -96,9 +96,11 @@ class TorchEstimator(BaseEstimator):
       at every step: it needs ``batch_size=None``.
     - lbfgs is torch's L-BFGS with a strong-Wolfe line search, full batch, the one optimizer
       step of an epoch: ``max_epochs`` bounds its iterations (as scikit-learn's ``max_iter``),
-      and it stops early once it has converged, when no entry of the gradient exceeds ``tol``
-      (as scikit-learn's L-BFGS ``tol``). Under DDP every rank steps on the mean loss and
-      gradient of all shards; it refuses ``precision=16-mixed`` (gradient scaling).
+      and it stops early once it has converged: when no entry of the gradient exceeds ``tol``
+      (as scikit-learn's L-BFGS ``tol``), or an iteration lowers the loss by less than 64
+      machine epsilons (relative; scikit-learn's ``ftol``). Under DDP every rank steps on the
+      mean loss and gradient of all shards; it refuses ``precision=16-mixed`` (gradient
+      scaling).
     - ``max_epochs``: the number of epochs, an upper bound under early stopping. The rule: the
       estimator's ``max_epochs`` when it is not None, else ``trainer['max_epochs']`` when given
       and not None, else 100.
