@@ -342,7 +342,22 @@ class NetworkModule(pl.LightningModule):
         trainer = self._trainer
         strategy = trainer.strategy if trainer is not None and trainer.world_size > 1 else None
 
+        # The point each iteration starts from is where the last line search ended, already
+        # evaluated: that evaluation (loss, data loss, gradients) is reused, not repeated.
+        last: list[Any] = []
+
         def closure() -> torch.Tensor:
+            if last and all(torch.equal(p, q) for p, q in zip(parameters, last[0], strict=True)):
+                for p, grad in zip(parameters, last[3], strict=True):
+                    p.grad = grad.clone()
+                losses.append(last[2])
+                return last[1]
+            loss = evaluate()
+            last[:] = [[p.detach().clone() for p in parameters], loss, losses[-1],
+                       [p.grad.clone() for p in parameters]]
+            return loss
+
+        def evaluate() -> torch.Tensor:
             optimizer.zero_grad()
             loss = loss_function(network(X), y)
             losses.append(loss.detach())
