@@ -21,8 +21,9 @@ side measures it: the pipeline's `fit_time` per fold, `cross_validate`'s `fit_ti
 what the model's defaults decide; the wall time of the whole job (config already composed; data
 loading, checks, splitting, scoring and the MLflow runs of the job and its folds included) and
 of `cross_validate` are shown beside it, and so is the floor: the fit time of the same job cut
-to one epoch (`trainer.max_epochs=1`), the cost of a fit before any training (Lightning's
-Trainer, moving the data, one epoch's hooks). A row that misses a goal is marked.
+to one epoch (`trainer.max_epochs=1`; one L-BFGS iteration for the linear models), the cost of
+a fit before any training (Lightning's Trainer, moving the data, one epoch's hooks). A row that
+misses a goal is marked.
 
 Threads: torch runs on one thread (`torch.set_num_threads(1)`, `OMP_NUM_THREADS=1` set before
 torch is imported) and so does scikit-learn (the same variable bounds its BLAS).

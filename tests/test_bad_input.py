@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from tests.conftest import all_runs, pipeline_in_process
 
 
@@ -131,14 +132,14 @@ MISTAKES: dict[str, Mistake] = {
                                  ["cv.test_size", "between 0 and 1", "1.5"]),
     "test_size 0": Mistake(["cv=holdout", "cv.test_size=0"], ["cv.test_size", "between 0 and 1"]),
     # Torch model arguments
-    "negative lr": Mistake(MLP + ["model.lr=-1"], ["model.lr must be > 0", "-1"]),
-    "zero lr": Mistake(MLP + ["model.lr=0"], ["model.lr must be > 0", "got 0"]),
+    "negative lr": Mistake(MLP + ["model.lr=-1"], ["model.lr must be null or > 0", "-1"]),
+    "zero lr": Mistake(MLP + ["model.lr=0"], ["model.lr must be null or > 0", "got 0"]),
     "empty hidden_sizes": Mistake(MLP + ["model.hidden_sizes=[]"],
                                   ["model.hidden_sizes", "non-empty list", "[64, 32]"]),
     "negative hidden size": Mistake(MLP + ["model.hidden_sizes=[8,-4]"],
                                     ["model.hidden_sizes", "positive integers", "-4"]),
-    "unknown optimizer": Mistake(MLP + ["model.optimizer=lbfgs"],
-                                 ["model.optimizer='lbfgs'", "sgd, adam"]),
+    "unknown optimizer": Mistake(MLP + ["model.optimizer=nadam"],
+                                 ["model.optimizer='nadam'", "sgd, adam"]),
     "unknown activation": Mistake(MLP + ["model.activation=swish"],
                                   ["model.activation='swish'", "relu, tanh"]),
     "batch_size 0": Mistake(MLP + ["model.batch_size=0"], ["model.batch_size", "positive integer"]),

@@ -13,7 +13,6 @@ import torch
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
 from sklearn.preprocessing import StandardScaler
-from tests.conftest import all_runs, assert_refused_before_any_work, children, parents
 
 from pipeline.models import batched
 from pipeline.models.neural import (
@@ -24,6 +23,7 @@ from pipeline.models.neural import (
     SoftmaxRegression,
 )
 from pipeline.runner import run
+from tests.conftest import all_runs, assert_refused_before_any_work, children, parents
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks (see conftest)
 
@@ -61,6 +61,11 @@ CASES = {
         MLPRegressor(hidden_sizes=[8, 8], activation="tanh", optimizer="rmsprop", momentum=0.5,
                      batch_size=64, max_epochs=4, early_stopping=False, validation_fraction=0.0,
                      random_state=4), load_diabetes),
+    "logistic-lbfgs": (LogisticRegression(max_epochs=50, patience=3, random_state=7),
+                       load_breast_cancer),
+    "linear-lbfgs-no-validation": (
+        LinearRegression(max_epochs=50, validation_fraction=0.0, weight_decay=0.01,
+                         random_state=8), load_diabetes),
     "mlp-adagrad": (
         MLPClassifier(hidden_sizes=[8], activation="gelu", optimizer="adagrad", lr=0.05,
                       batch_size=64, max_epochs=4, early_stopping=False, random_state=6),
@@ -111,6 +116,7 @@ def test_each_fold_batched_is_that_fold_fitted_alone(name):
     (MLPClassifier(trainer={"max_steps": 5}), "trainer.max_steps"),
     (MLPClassifier(trainer={"precision": "bf16-mixed"}), "trainer.precision"),
     (LogisticRegression(), None),
+    (LogisticRegression(trainer={"max_steps": 5}), "trainer.max_steps"),
 ])
 def test_unsupported_names_the_reason(model, reason):
     said = batched.unsupported(model, n_folds=5, n_features=4)

@@ -158,7 +158,8 @@ def test_regressor_predicts_in_target_units_and_shape(diabetes):
 def test_every_batch_size_trains_for_max_epochs(iris, batch_size):
     X_train, X_test, y_train, y_test = iris
     lr = {None: 1.0, 1: 0.01, 32: 0.2}[batch_size]  # one step an epoch needs a bigger step
-    model = SoftmaxRegression(batch_size=batch_size, lr=lr, max_epochs=8, random_state=0)
+    model = SoftmaxRegression(optimizer="adam", batch_size=batch_size, lr=lr, max_epochs=8,
+                              random_state=0)
     model.fit(X_train, y_train)
     assert model.n_epochs_ == 8
     assert all(len(curve) == 8 for curve in model.history_.values())
@@ -229,8 +230,8 @@ def test_early_stopping_lets_a_learning_model_train(iris):
 def test_max_epochs_rule(iris, max_epochs, trainer, expected):
     X_train, _, y_train, _ = iris
     model = SoftmaxRegression(
-        max_epochs=max_epochs, trainer=trainer, batch_size=None, early_stopping=False,
-        random_state=0,
+        optimizer="adam", max_epochs=max_epochs, trainer=trainer, batch_size=None,
+        early_stopping=False, random_state=0,
     )
     assert model.fit(X_train, y_train).n_epochs_ == expected
 
@@ -265,9 +266,10 @@ def test_one_class_is_a_clear_error(iris):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"lr": -1}, "model.lr must be > 0, got -1"),
-        ({"lr": "fast"}, "model.lr must be > 0, got fast"),
-        ({"optimizer": "foo"}, "model.optimizer='foo' is not one of sgd, adam, rmsprop, adagrad"),
+        ({"lr": -1}, "model.lr must be null or > 0, got -1"),
+        ({"lr": "fast"}, "model.lr must be null or > 0, got fast"),
+        ({"optimizer": "foo"},
+         "model.optimizer='foo' is not one of sgd, adam, rmsprop, adagrad, lbfgs"),
         ({"batch_size": 0}, "model.batch_size must be null or a positive integer, got 0"),
         ({"batch_size": 2.5}, "model.batch_size must be null or a positive integer"),
         ({"momentum": -0.1}, "model.momentum must be >= 0"),
@@ -287,6 +289,9 @@ def test_one_class_is_a_clear_error(iris):
             "model.activation='swish' is not one of relu, tanh, sigmoid, gelu",
         ),
         ({"dropout": 1.5}, r"model.dropout must be in \[0, 1\)"),
+        ({"optimizer": "lbfgs"}, r"^model.optimizer=lbfgs takes the whole training part at "
+                                 r"every step, but model.batch_size=128; set "
+                                 r"model.batch_size=null"),
     ],
 )
 def test_bad_parameters_are_named_before_training(iris, params, message):
@@ -297,7 +302,7 @@ def test_bad_parameters_are_named_before_training(iris, params, message):
 
 
 def test_parameters_can_be_checked_before_fit():
-    with pytest.raises(PipelineError, match="model.lr must be > 0, got 0"):
+    with pytest.raises(PipelineError, match="model.lr must be null or > 0, got 0"):
         LinearRegression(lr=0)._validate_params()
     MLPRegressor()._validate_params()
 
@@ -342,7 +347,7 @@ def test_check_trainer_accepts_what_fit_accepts():
 
 def test_max_steps_stops_after_that_many_optimizer_steps(iris):
     X_train, _, y_train, _ = iris  # 112 rows: 101 to train on, 7 batches of 16 an epoch
-    model = SoftmaxRegression(batch_size=16, max_epochs=50, random_state=0)
+    model = SoftmaxRegression(optimizer="adam", batch_size=16, max_epochs=50, random_state=0)
     model.set_params(trainer={"max_steps": 10}).fit(X_train, y_train)
     assert model.n_steps_ == 10
     assert model.n_epochs_ == 2 and len(model.history_["val_loss"]) == 2
@@ -351,7 +356,7 @@ def test_max_steps_stops_after_that_many_optimizer_steps(iris):
 
 
 def test_limit_train_batches_limits_each_epoch(iris):
-    model = SoftmaxRegression(batch_size=16, max_epochs=3, random_state=0)
+    model = SoftmaxRegression(optimizer="adam", batch_size=16, max_epochs=3, random_state=0)
     model.set_params(trainer={"limit_train_batches": 2}).fit(*iris[::2])
     assert model.n_steps_ == 3 * 2 and model.n_epochs_ == 3
     half = clone(model).set_params(trainer={"limit_train_batches": 0.5}).fit(*iris[::2])
@@ -371,6 +376,34 @@ def test_a_lightning_step_per_batch_learns_the_same_weights(iris):
         assert per_batch.history_[curve] == pytest.approx(values), curve
 
 
+# -- L-BFGS, the linear models' default ------------------------------------------------------
+
+
+def test_lbfgs_reaches_least_squares_and_stops_once_converged(diabetes):
+    X_train, X_test, y_train, _ = diabetes
+    model = LinearRegression(validation_fraction=0, early_stopping=False, random_state=0)
+    model.fit(X_train, y_train)
+    design = np.column_stack([X_train, np.ones(len(X_train))])
+    coef = np.linalg.lstsq(design, y_train, rcond=None)[0]
+    ols = np.column_stack([X_test, np.ones(len(X_test))]) @ coef
+    np.testing.assert_allclose(model.predict(X_test), ols, rtol=1e-3)
+    # Converged long before max_epochs (100): in float32 this ill-conditioned problem stops on
+    # a loss that no longer falls, not on the gradient.
+    assert model.n_steps_ <= model.n_epochs_ < 50
+
+
+def test_lbfgs_a_lightning_epoch_per_iteration_learns_the_same_weights(iris):
+    X_train, X_test, y_train, _ = iris
+    model = SoftmaxRegression(max_epochs=40, patience=3, random_state=0)
+    fused = clone(model).fit(X_train, y_train)
+    per_epoch = clone(model).set_params(trainer={"max_steps": 10**6}).fit(X_train, y_train)
+    assert per_epoch.n_steps_ == fused.n_steps_ and per_epoch.n_epochs_ == fused.n_epochs_
+    np.testing.assert_allclose(per_epoch.predict_proba(X_test), fused.predict_proba(X_test),
+                               rtol=1e-6)
+    for curve, values in fused.history_.items():
+        assert per_epoch.history_[curve] == pytest.approx(values), curve
+
+
 def test_per_batch_callbacks_see_every_optimizer_step(iris):
     import lightning.pytorch as pl
 
@@ -380,7 +413,7 @@ def test_per_batch_callbacks_see_every_optimizer_step(iris):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen.append(trainer.global_step)
 
-    model = SoftmaxRegression(batch_size=16, max_epochs=2, random_state=0,
+    model = SoftmaxRegression(optimizer="adam", batch_size=16, max_epochs=2, random_state=0,
                               trainer={"callbacks": [CountBatches()]})
     model.fit(*iris[::2])
     assert seen == list(range(1, model.n_steps_ + 1)) and model.n_steps_ == 2 * 7

@@ -10,10 +10,10 @@ from mlflow import MlflowClient
 from sklearn import datasets
 from sklearn.linear_model import LinearRegression as ClosedForm
 from sklearn.preprocessing import StandardScaler
-from tests.conftest import all_runs, children, store_uri
 
 from pipeline.errors import PipelineError
 from pipeline.runner import run
+from tests.conftest import all_runs, children, store_uri
 
 # Figures and the refit model (one more fit on all rows) are beside these tests' point.
 QUICK = ["plots=false", "refit=false"]
@@ -56,7 +56,7 @@ def test_linear_matches_closed_form_ols(make_cfg):
 @pytest.mark.parametrize("batch_size", ["null", "1", "32"])
 def test_batch_sizes_train_and_log_curves(make_cfg, workdir, batch_size):
     result = run(make_cfg("data=iris", "model=softmax", "cv=holdout", "trainer.max_epochs=4",
-                          f"model.batch_size={batch_size}", *QUICK))
+                          "model.optimizer=adam", f"model.batch_size={batch_size}", *QUICK))
     [fold_id] = children(all_runs(workdir), result.run_id)["run_id"]
     client = MlflowClient(store_uri(workdir))
     for key in ("train_loss", "val_loss", "val_accuracy"):
@@ -69,7 +69,7 @@ def test_batch_sizes_train_and_log_curves(make_cfg, workdir, batch_size):
 def test_every_optimizer_trains(make_cfg, optimizer):
     result = run(make_cfg("data=breast_cancer", "model=logistic", "cv=holdout",
                           "trainer.max_epochs=5", f"model.optimizer={optimizer}",
-                          "model.lr=0.01", *QUICK))
+                          "model.lr=0.01", "model.batch_size=128", *QUICK))
     assert result.score > 0.85
 
 
@@ -86,7 +86,9 @@ def test_regression_mlp_logs_r2_curve(make_cfg, workdir):
     (["model=linear", "data=breast_cancer"], ["model=linear", "classification", "logistic"]),
     (["model=softmax", "data=diabetes"], ["model=softmax", "regression", "linear"]),
     (["model=mlp", "model.lr=-1"], ["model.lr", "-1"]),
-    (["model=mlp", "model.optimizer=lbfgs"], ["model.optimizer", "lbfgs", "adam"]),
+    (["model=mlp", "model.optimizer=nadam"], ["model.optimizer", "nadam", "adam", "lbfgs"]),
+    (["model=mlp", "model.optimizer=lbfgs"], ["model.optimizer=lbfgs", "model.batch_size=128",
+                                              "model.batch_size=null"]),
     (["model=mlp", "model.hidden_sizes=[]"], ["model.hidden_sizes"]),
     (["model=mlp", "model.batch_size=0"], ["model.batch_size"]),
     (["data=diabetes", "model=linear", "model.lr=1e6", "model.optimizer=sgd"],
@@ -155,7 +157,8 @@ def test_mlp_on_gpu(make_cfg):
 
 def test_max_steps_through_a_job_counts_optimizer_steps(make_cfg, workdir):
     # iris holdout: 112 training rows, 101 after validation: 7 batches of 16 an epoch.
-    result = run(make_cfg("data=iris", "model=softmax", "cv=holdout", "model.batch_size=16",
+    result = run(make_cfg("data=iris", "model=softmax", "cv=holdout", "model.optimizer=adam",
+                          "model.batch_size=16",
                           "trainer.max_epochs=50", "+trainer.max_steps=10", "refit=false"))
     [fold_id] = children(all_runs(workdir), result.run_id)["run_id"]
     history = MlflowClient(store_uri(workdir)).get_metric_history(fold_id, "train_loss")

@@ -21,6 +21,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 
 from pipeline import threads
+from pipeline.errors import PipelineError
 from pipeline.models import _lightning
 from pipeline.models._lightning import Prepared, TrainSpec
 from pipeline.models.batched import Diverged, NotBatchable
@@ -259,24 +260,6 @@ def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return stacked
 
 
-class _EarlyStopping:
-    """Lightning's EarlyStopping (mode min, ``min_delta=tol``) for one fold, on the same float32
-    values Lightning compares."""
-
-    def __init__(self, patience: int, tol: float) -> None:
-        self.patience, self.tol = patience, tol
-        self.best = torch.tensor(torch.inf)
-        self.wait = 0
-
-    def should_stop(self, value: float) -> bool:
-        current = torch.tensor(value, dtype=torch.float32)
-        if torch.lt(current + self.tol, self.best):
-            self.best, self.wait = current, 0
-            return False
-        self.wait += 1
-        return self.wait >= self.patience
-
-
 class FoldsModule(pl.LightningModule):
     """Trains k folds' stacked networks, each fold as :class:`~pipeline.models._lightning.
     NetworkModule` trains it alone: its own rows, validation part, per-epoch permutation (a
@@ -303,7 +286,7 @@ class FoldsModule(pl.LightningModule):
             self.histories.append(history)
         self.n_steps = [0] * self.k
         self.running = [True] * self.k
-        self.stoppers = [_EarlyStopping(spec.patience, spec.tol) for _ in prepared]
+        self.stoppers = [_lightning.Plateau(spec.patience, spec.tol) for _ in prepared]
         self.log_metrics = False
         self._plan_batches()
 
@@ -430,8 +413,8 @@ def train(
     fold, what :func:`pipeline.models._lightning.train` returns for it alone."""
     spec = prepared[0].spec
     # Early stopping is per fold, in the module: Lightning's callback would stop every fold.
-    trainer = _lightning.make_trainer(replace(spec, early_stopping=False), "train_loss")
     with _lightning._quiet_lightning():
+        trainer = _lightning.make_trainer(replace(spec, early_stopping=False), "train_loss")
         device = trainer.strategy.root_device
         networks = []
         for p in prepared:
@@ -454,6 +437,67 @@ def train(
     module.network.unstack_into(networks)
     return [(network.eval(), history, n_steps) for network, history, n_steps
             in zip(networks, module.histories, module.n_steps, strict=True)]
+
+
+class LbfgsFoldsModule(pl.LightningModule):
+    """k folds fitted by L-BFGS in one Lightning fit: L-BFGS's line search takes each fold its
+    own steps, so they are not stacked; in the fit's one step each fold's own
+    :class:`~pipeline.models._lightning.NetworkModule` runs, one after another, exactly the
+    iterations its fit alone runs. What is shared is the Trainer and the fit around them."""
+
+    def __init__(self, folds: Sequence[_lightning.NetworkModule]) -> None:
+        super().__init__()
+        self.folds = nn.ModuleList(folds)
+        self.automatic_optimization = False
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [fold.configure_optimizers() for fold in self.folds]
+
+    def on_fit_start(self) -> None:
+        for fold in self.folds:
+            fold.on_fit_start()
+
+    def training_step(self, step: int, batch_idx: int) -> None:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for fold, optimizer in zip(self.folds, optimizers, strict=True):
+            fold.on_train_epoch_start()
+            try:
+                fold.lbfgs_steps(optimizer.optimizer)
+            except PipelineError as error:  # a loss that is not finite (_record_epoch)
+                raise Diverged(str(error)) from None
+
+
+def train_lbfgs(
+    prepared: Sequence[Prepared],
+) -> list[tuple[nn.Module, dict[str, list[float]], int]]:
+    """:func:`train` for ``optimizer="lbfgs"``: every fold's network built under its own seed
+    and fitted by its own L-BFGS, in one Lightning fit (see :class:`LbfgsFoldsModule`)."""
+    spec = prepared[0].spec
+    # Each fold stops by itself, in the module: the fit is one Lightning epoch.
+    trainer_spec = replace(spec, early_stopping=False, max_epochs=1)
+    with _lightning._quiet_lightning():
+        trainer = _lightning.make_trainer(trainer_spec, "train_loss")
+        device = trainer.strategy.root_device
+        folds = []
+        for p in prepared:
+            with torch.random.fork_rng(
+                devices=[device.index or 0] if device.type == "cuda" else []
+            ):
+                torch.manual_seed(p.spec.seed)
+                fold = _lightning.NetworkModule(p.build(), p.spec, p.data, p.val_data)
+            fold.log_metrics = False
+            fold.plan(world_size=1, fused=True)
+            folds.append(fold)
+        module = LbfgsFoldsModule(folds)
+        work = max(_lightning.step_work(fold.network, fold.batch_size) for fold in folds)
+        with threads.limited(threads.for_torch(work), blas=False):
+            _lightning._fit_passing_interrupts(trainer, module, _lightning._StepIndices(1))
+    results = []
+    for fold in folds:
+        fold._data = fold._val_data = fold._epoch_X = fold._epoch_y = None
+        results.append((fold.network.cpu().eval(), fold.history, fold.n_steps))
+    return results
 
 
 def _step_work(networks: Sequence[nn.Module], prepared: Sequence[Prepared]) -> int:

@@ -7,6 +7,8 @@ stays torch-free.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.metadata
 import inspect
 import logging
 import math
@@ -16,7 +18,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -26,12 +28,35 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.trainer.connectors import callback_connector as _callback_connector
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch import nn
 
 from pipeline import threads
 from pipeline.errors import PipelineError
 from pipeline.models.heads import Head
+
+
+def _scan_external_callbacks_once() -> None:
+    """Lightning reads every installed package's entry points at each Trainer's construction
+    (``_load_external_callbacks``: ~10 ms, as long as a small fold's whole fit): the scan is
+    done once a process here, and the factories it finds are still called for every Trainer."""
+    load = getattr(_callback_connector, "_load_external_callbacks", None)
+    if load is None or getattr(load, "scanned_once", False):
+        return
+
+    @functools.cache
+    def registered(group: str) -> bool:
+        return bool(importlib.metadata.entry_points(group=group))
+
+    def external_callbacks(group: str) -> list[Any]:
+        return load(group) if registered(group) else []
+
+    external_callbacks.scanned_once = True
+    _callback_connector._load_external_callbacks = external_callbacks
+
+
+_scan_external_callbacks_once()
 
 # The devices with fused optimizer kernels in torch 2.x (Adagrad's are CPU-only, RMSprop has none).
 _FUSED_DEVICES = {
@@ -66,6 +91,15 @@ REFUSED_ARGUMENTS = {
                           "fold's training part",
 }
 _LIGHTNING_DEFAULTS = {"accumulate_grad_batches": 1, "gradient_clip_val": 0}
+
+
+# L-BFGS: the corrections it keeps (torch's and scipy's default, 10), and the most loss
+# evaluations one iteration's line search may take (torch's default is 1.25 per iteration).
+LBFGS_HISTORY = 10
+LBFGS_MAX_EVALS = 25
+# Converged too when an iteration lowers the loss by no more than this many machine epsilons
+# (relative), as scikit-learn asks of scipy's L-BFGS (ftol = 64 eps).
+LBFGS_FTOL = 64
 
 
 @dataclass
@@ -146,6 +180,8 @@ class NetworkModule(pl.LightningModule):
         self.n_local = 0
         self.log_metrics = True
         self.direct_steps = False
+        self.lbfgs_inner = False
+        self.lbfgs_iterations = 1
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled in a process that ddp_spawn started for this fit: quiet Lightning there
@@ -160,10 +196,23 @@ class NetworkModule(pl.LightningModule):
         self.batch_size = min(self.spec.batch_size or self.n_local, self.n_local)
         n_batches = math.ceil(self.n_local / self.batch_size)
         self.batches_per_step = n_batches if fused else 1
+        # Fused, L-BFGS runs all its iterations in one Lightning step (the fit is one Lightning
+        # epoch of `max_epochs` "epochs": iterations, each a pass over the data); else one
+        # iteration a Lightning epoch, so that what counts steps or epochs sees each one.
+        self.lbfgs_inner = fused
+        self.lbfgs_iterations = self.spec.max_epochs if fused else 1
         return _StepIndices(1 if fused else n_batches)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         spec = self.spec
+        if spec.optimizer == "lbfgs":
+            # Convergence is judged here (`_lbfgs_iteration`), on the gradient as scikit-learn's
+            # L-BFGS judges it; torch's own test of a change in the loss (1e-9) never passes
+            # in float32 before the gradient's does.
+            return torch.optim.LBFGS(self.network.parameters(), lr=spec.lr, max_iter=1,
+                                     max_eval=LBFGS_MAX_EVALS, tolerance_grad=spec.tol,
+                                     tolerance_change=0.0, history_size=LBFGS_HISTORY,
+                                     line_search_fn="strong_wolfe")
         optimizer_class, options = {
             "sgd": (torch.optim.SGD, {"momentum": spec.momentum}),
             "adam": (torch.optim.Adam, {}),
@@ -189,6 +238,12 @@ class NetworkModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         X, y = self._data
+        if self.spec.optimizer == "lbfgs":  # full batch: the rows' order changes nothing
+            trainer = self._trainer
+            rank = trainer.global_rank if trainer is not None and trainer.world_size > 1 else 0
+            shard = slice(rank * self.n_local, (rank + 1) * self.n_local)
+            self._epoch_X, self._epoch_y = X[shard], y[shard]
+            return
         order = torch.randperm(len(X), generator=self._generator)
         rank = self.trainer.global_rank if self.trainer.world_size > 1 else 0
         order = order[rank * self.n_local : (rank + 1) * self.n_local].to(self.device)
@@ -197,6 +252,12 @@ class NetworkModule(pl.LightningModule):
         self._seen = 0
 
     def training_step(self, step: int, batch_idx: int) -> None:
+        if self.spec.optimizer == "lbfgs":
+            if self.lbfgs_steps(self.optimizers().optimizer):
+                self.trainer.should_stop = True
+            if self.lbfgs_inner and self.log_metrics and self.history["train_loss"]:
+                self.log("train_loss", self.history["train_loss"][-1], prog_bar=True)
+            return
         optimizer = self.optimizers()
         backward = self.manual_backward
         if self.direct_steps:
@@ -219,11 +280,22 @@ class NetworkModule(pl.LightningModule):
         self.n_steps += self.batches_per_step
 
     def on_train_epoch_end(self) -> None:
+        if self.spec.optimizer == "lbfgs" and self.lbfgs_inner:
+            return  # `lbfgs_steps` recorded every iteration
         loss_sum = self._loss_sum
         if self.trainer.world_size > 1:
             loss_sum = self.trainer.strategy.reduce(loss_sum, reduce_op="mean")
         # The mean over the rows this epoch trained on: all of them unless a step limit cut it.
-        values = [loss_sum / max(self._seen, 1)]
+        epoch_values = self._record_epoch(loss_sum / max(self._seen, 1))
+        if self.log_metrics:
+            self.log("train_loss", epoch_values[0], prog_bar=True)
+            if self._val_data is not None:
+                self.log("val_loss", epoch_values[1], prog_bar=True)
+
+    def _record_epoch(self, train_loss: torch.Tensor) -> list[float]:
+        """Appends an epoch's train loss, and the validation part's loss and score, to the
+        history; returns them. A loss that is not finite stops the fit with a PipelineError."""
+        values = [train_loss]
         if self._val_data is not None:
             X_val, y_val = self._val_data
             head = self.spec.head
@@ -236,19 +308,93 @@ class NetworkModule(pl.LightningModule):
         for key, value in zip(self.history, epoch_values, strict=True):
             self.history[key].append(value)
 
-        train_loss = epoch_values[0]
-        if not math.isfinite(train_loss):
+        if not math.isfinite(epoch_values[0]):
             spec = self.spec
+            epoch = len(self.history["train_loss"])
             raise PipelineError(
-                f"training diverged at epoch {self.current_epoch + 1} (loss={train_loss}) with "
+                f"training diverged at epoch {epoch} (loss={epoch_values[0]}) with "
                 f"model.optimizer={spec.optimizer} model.lr={spec.lr:g}: lower model.lr "
                 f"(e.g. model.lr={spec.lr / 10:g}) or standardise the features "
                 "(preprocess.scale=standard)"
             )
-        if self.log_metrics:
-            self.log("train_loss", train_loss, prog_bar=True)
-            if self._val_data is not None:
-                self.log("val_loss", epoch_values[1], prog_bar=True)
+        return epoch_values
+
+    def _loss_stalled(self, loss: torch.Tensor) -> bool:
+        """Whether the last iteration lowered the loss (now ``loss``) by no more than its dtype
+        can tell: a relative change within ``LBFGS_FTOL`` machine epsilons, scikit-learn's
+        (scipy's) other test of convergence. In float32 an ill-conditioned least-squares
+        problem may never get every gradient entry within ``tol``."""
+        if not self.history["train_loss"]:
+            return False
+        previous, current = self.history["train_loss"][-1], float(loss)
+        ftol = LBFGS_FTOL * torch.finfo(loss.dtype).eps
+        return previous - current <= ftol * max(abs(previous), abs(current), 1.0)
+
+    def lbfgs_steps(self, optimizer: torch.optim.LBFGS) -> bool:
+        """``lbfgs_iterations`` iterations of ``optimizer`` (torch's LBFGS, called directly) on
+        the whole training part, each an epoch of the history; stops early once converged
+        (every gradient entry within ``tol``: then returns True) and, when they run in this one
+        step, once early stopping would (see :class:`Plateau`)."""
+        network, loss_function = self.network, self.spec.head.loss
+        X, y, decay = self._epoch_X, self._epoch_y, self.spec.weight_decay
+        parameters = list(network.parameters())
+        losses: list[torch.Tensor] = []
+        trainer = self._trainer
+        strategy = trainer.strategy if trainer is not None and trainer.world_size > 1 else None
+
+        # The point each iteration starts from is where the last line search ended, already
+        # evaluated: that evaluation (loss, data loss, gradients) is reused, not repeated.
+        last: list[Any] = []
+
+        def closure() -> torch.Tensor:
+            if last and all(torch.equal(p, q) for p, q in zip(parameters, last[0], strict=True)):
+                for p, grad in zip(parameters, last[3], strict=True):
+                    p.grad = grad.clone()
+                losses.append(last[2])
+                return last[1]
+            loss = evaluate()
+            last[:] = [[p.detach().clone() for p in parameters], loss, losses[-1],
+                       [p.grad.clone() for p in parameters]]
+            return loss
+
+        def evaluate() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = loss_function(network(X), y)
+            losses.append(loss.detach())
+            if decay:
+                loss = loss + decay / 2 * sum(p.square().sum() for p in parameters)
+            if strategy is None:
+                loss.backward()
+                return loss
+            # Every rank sees the mean loss and (through DDP) the mean gradient of the equal
+            # shards, so that their line searches take the same steps, in step.
+            self.manual_backward(loss)
+            losses[-1] = strategy.reduce(losses[-1], reduce_op="mean")
+            return strategy.reduce(loss.detach(), reduce_op="mean")
+
+        inner = self.lbfgs_inner
+        stopper = Plateau(self.spec.patience, self.spec.tol) if inner else None
+        state = optimizer.state[parameters[0]]
+        converged = False
+        for _ in range(self.lbfgs_iterations):
+            losses.clear()
+            done = state.get("n_iter", 0)
+            optimizer.step(closure)
+            # Converged where it stood (no gradient entry above tol), it takes no step: that
+            # epoch is recorded, and the last.
+            stepped = state["n_iter"] > done
+            self.n_steps += stepped
+            converged = not stepped or self._loss_stalled(losses[0])
+            # The loss at the iteration's start, as an epoch of mini-batches records the loss
+            # of each batch before its step.
+            if not inner:  # recorded by on_train_epoch_end
+                self._loss_sum, self._seen = losses[0].float(), 1
+                break
+            values = self._record_epoch(losses[0].float())
+            monitored = values[1 if self._val_data is not None else 0]
+            if converged or (self.spec.early_stopping and stopper.should_stop(monitored)):
+                break
+        return converged
 
     # The history travels in the state dict, so ddp_spawn brings it back to the main process.
     def teardown(self, stage: str) -> None:
@@ -268,6 +414,24 @@ class NetworkModule(pl.LightningModule):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.history, self.n_steps = state["history"], state["n_steps"]
+
+
+class Plateau:
+    """Lightning's EarlyStopping (mode min, ``min_delta=tol``) where Lightning's callback cannot
+    see the epochs (a fused L-BFGS fit, a fold of a batched fit), on the same float32 values."""
+
+    def __init__(self, patience: int, tol: float) -> None:
+        self.patience, self.tol = patience, tol
+        self.best = torch.tensor(torch.inf)
+        self.wait = 0
+
+    def should_stop(self, value: float) -> bool:
+        current = torch.tensor(value, dtype=torch.float32)
+        if torch.lt(current + self.tol, self.best):
+            self.best, self.wait = current, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
 
 
 def _progress_bar_wanted() -> bool:
@@ -359,9 +523,21 @@ def make_trainer(spec: TrainSpec, monitor: str) -> pl.Trainer:
     kwargs = trainer_arguments(spec, monitor)
     try:
         with _quiet_lightning():
-            return pl.Trainer(**kwargs)
+            trainer = pl.Trainer(**kwargs)
     except Exception as error:  # noqa: BLE001 - Lightning's refusals have no common type
         raise PipelineError(_refusal(kwargs, _user_arguments(spec), error)) from error
+    if spec.optimizer == "lbfgs":
+        _check_lbfgs_trainer(trainer)
+    return trainer
+
+
+def _check_lbfgs_trainer(trainer: pl.Trainer) -> None:
+    """L-BFGS's line search compares losses: none that a gradient scaler may skip."""
+    if getattr(trainer.precision_plugin, "scaler", None) is not None:
+        raise PipelineError(
+            f"model.optimizer=lbfgs cannot take the gradient scaling of "
+            f"trainer.precision={trainer.precision}; use 32-true or bf16-mixed, or choose "
+            "another model.optimizer")
 
 
 def _refusal(kwargs: dict[str, Any], user: dict[str, Any], error: Exception) -> str:
@@ -384,7 +560,25 @@ def _refusal(kwargs: dict[str, Any], user: dict[str, Any], error: Exception) -> 
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Hides Lightning's info banners and known noise warnings; other warnings still show."""
+    """Hides Lightning's info banners and known noise warnings; other warnings still show.
+    Nested, only the outermost sets and restores the loggers' levels (each change walks every
+    logger of the process: ~1 ms a fit)."""
+    if getattr(_quieted, "depth", 0):
+        yield
+        return
+    _quieted.depth = 1
+    try:
+        with _quiet_lightning_now():
+            yield
+    finally:
+        _quieted.depth = 0
+
+
+_quieted = threading.local()
+
+
+@contextlib.contextmanager
+def _quiet_lightning_now() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -454,8 +648,16 @@ def train(
     """Builds the network (seeded) and fits it with a Lightning Trainer; returns it (on the
     CPU), its per-epoch history and the number of optimizer steps taken."""
     monitor = "val_loss" if val_data is not None else "train_loss"
-    trainer = make_trainer(spec, monitor)
+    # Fused, an L-BFGS fit is one Lightning epoch, which watches its own iterations for early
+    # stopping (Lightning's per-epoch hooks cost more than an iteration on thousands of rows).
+    lbfgs_fused = spec.optimizer == "lbfgs" and not _counts_steps(spec)
+    trainer_spec = replace(spec, max_epochs=1, early_stopping=False) if lbfgs_fused else spec
     with _quiet_lightning():
+        trainer = make_trainer(trainer_spec, monitor)
+        if lbfgs_fused and not isinstance(trainer.strategy, SingleDeviceStrategy):
+            # Distributed, each iteration is a Lightning epoch (see `NetworkModule.plan`).
+            lbfgs_fused, trainer_spec = False, spec
+            trainer = make_trainer(spec, monitor)
         device = trainer.strategy.root_device
         # Seeded without touching the caller's global RNG state (CPU and the GPU in use).
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
@@ -463,7 +665,7 @@ def train(
             module = NetworkModule(build_network(), spec, data, val_data)
             # self.log costs ~1 ms an epoch: only for a callback or a progress bar to read.
             module.log_metrics = (bool(_user_arguments(spec).get("callbacks"))
-                                  or spec.early_stopping
+                                  or trainer_spec.early_stopping
                                   or trainer.progress_bar_callback is not None)
             fused = isinstance(trainer.strategy, SingleDeviceStrategy) and not _counts_steps(spec)
             module.direct_steps = fused and _per_step_hooks_are_no_ops(trainer)

@@ -58,9 +58,11 @@ def unsupported(estimator: Any, n_folds: int = 2, n_features: int = 1) -> str | 
         return "there is a single fold"
     if type(model).fit is not TorchEstimator.fit:
         return f"{type(model).__name__} has a fit of its own"
+    spec = model._training_spec(seed=0)
     from pipeline.models import _batched
 
-    spec = model._training_spec(seed=0)
+    if spec.optimizer == "lbfgs":  # each fold its own network and L-BFGS, in one Lightning fit
+        return _batched.trainer_unsupported(spec)
     if type(spec.head) not in _batched.HEADS:
         return f"its head {type(spec.head).__name__} has no batched loss"
     reason = _batched.trainer_unsupported(spec)
@@ -101,7 +103,8 @@ def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
         raise NotBatchable(reason)
     from pipeline.models import _batched
 
-    for estimator, p, fitted in zip(estimators, prepared, _batched.train(prepared), strict=True):
+    train = _batched.train_lbfgs if prepared[0].spec.optimizer == "lbfgs" else _batched.train
+    for estimator, p, fitted in zip(estimators, prepared, train(prepared), strict=True):
         estimator._finish_fit(p.spec.head, *fitted)
     return list(estimators)
 
