@@ -128,9 +128,9 @@ class Tracker(BaseTracker):
                 check_store(uri)
                 create_whole(uri)
                 self.client = RecordedClient(open_client(uri), uri)
-                self.experiment_id = self._experiment(experiment)
-                self.client.artifacts = self.client.get_experiment(
-                    self.experiment_id).artifact_location
+                found = self._experiment(experiment)
+                self.experiment_id = found.experiment_id
+                self.client.artifacts = found.artifact_location
         except PipelineError:
             raise
         except OSError as error:
@@ -148,20 +148,22 @@ class Tracker(BaseTracker):
             message = scrub(" ".join(str(error).split()))[:300]
             raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
 
-    def _experiment(self, name: str) -> str:
+    def _experiment(self, name: str) -> Any:
+        """The experiment `name` (an `mlflow.entities.Experiment`), created if need be."""
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
         if found is not None:
-            return found.experiment_id
+            return found
         try:
-            return self.client.create_experiment(name, artifact_location=self._artifact_root(name))
+            return self.client.get_experiment(self.client.create_experiment(
+                name, artifact_location=self._artifact_root(name)))
         except MlflowException:
             # Another job created it in the meantime.
             found = self.client.get_experiment_by_name(name)
             if found is None:
                 raise
-            return found.experiment_id
+            return found
 
     def finished_run(self, digest: str) -> Any | None:
         """Under torchrun every rank runs the job (they must agree, and only rank 0 reads the
