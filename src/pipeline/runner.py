@@ -212,7 +212,7 @@ class Fitted(NamedTuple):
 
     row: dict[str, float]
     test: Any
-    estimator: Pipeline
+    estimator: Pipeline | None  # None: left in the worker that fitted it (see _in_worker)
     spectrum: dict[str, list[float]]
 
 
@@ -254,11 +254,13 @@ def _fit_and_score(fold: cv.Fold, template: Pipeline, dataset: data.Dataset, tas
 
 
 def _log_fold(fitted: Fitted, fold: cv.Fold, dataset: data.Dataset, task: Task,
-              tracker: tracking.BaseTracker, child: str, figures: plots.Figures | None) -> None:
-    """What a fold's run records: scores and curves, the task's tables, the figures."""
+              tracker: tracking.BaseTracker, child: str, figures: plots.Figures | None,
+              params: dict[str, int] | None = None) -> None:
+    """What a fold's run records: scores and curves (with `params`, if not yet logged, in the
+    same request), the task's tables, the figures."""
     estimator = fitted.estimator
-    tracker.log_metrics(child, fitted.row,
-                        {**getattr(estimator[-1], "history_", {}), **fitted.spectrum})
+    history = {} if estimator is None else getattr(estimator[-1], "history_", {})
+    tracker.log_metrics(child, fitted.row, {**history, **fitted.spectrum}, params)
     task.log_fold(tracker, child, fitted.test)
     if figures:
         figures.fold(tracker, child, estimator, fitted.test, dataset.X.iloc[fold.test],
@@ -321,29 +323,38 @@ def _parallel_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConf
     share = threads.per_worker(plan.n_jobs)
     template = _within_share(plan.estimator, share)
     average = job.metrics.average
+    figures = bool(plan.figures)
     log.info("folds %d at a time in worker processes (cv.n_jobs=%s), %d core(s) each",
              plan.n_jobs, job.cv.n_jobs, share)
     with parallel_config(backend="loky", inner_max_num_threads=share):
         outcomes = Parallel(n_jobs=plan.n_jobs, return_as="generator")(
-            delayed(_in_worker)(fold, template, dataset, task, plan.names, average)
+            delayed(_in_worker)(fold, template, dataset, task, plan.names, average,
+                                keep_estimator=figures)
             for fold in plan.folds)
         try:
             for i, (fold, outcome) in enumerate(zip(plan.folds, outcomes, strict=True), 1):
+                # The fold's scores are in hand: its params go with them, in one request.
+                sizes, failed = _sizes(i, plan.folds), isinstance(outcome, Exception)
                 with tracker.run(plan.folds.run_name(i), parent=parent,
-                                 params=_sizes(i, plan.folds)) as child:
-                    if isinstance(outcome, Exception):
+                                 params=sizes if failed else None) as child:
+                    if failed:
                         raise outcome  # the fold's run fails with it, as it would in turn
-                    _log_fold(outcome, fold, dataset, task, tracker, child, plan.figures)
+                    _log_fold(outcome, fold, dataset, task, tracker, child, plan.figures, sizes)
                 log.info("%s: %s", _said(i, plan.folds), report.brief(outcome.row, job.objective))
                 yield outcome.row
         finally:
             outcomes.close()  # the folds still running are cancelled, their workers killed
 
 
-def _in_worker(*args: Any) -> Fitted | Exception:
+def _in_worker(*args: Any, keep_estimator: bool = True) -> Fitted | Exception:
     """`_fit_and_score` in a worker process: its error is returned, to fail the fold's run in
     the job's process. Deaf to stop signals: Ctrl-C in a terminal reaches the whole process
-    group, and the job's process, which ends the runs, kills its workers."""
+    group, and the job's process, which ends the runs, kills its workers.
+
+    Without figures to draw (`keep_estimator=False`) the fitted pipeline stays here: it is
+    most of what would be pickled back (a forest's trees), and the job's process reads
+    nothing of it but its curves, which go back."""
+    import copy
     import os
     import signal
 
@@ -353,9 +364,16 @@ def _in_worker(*args: Any) -> Fitted | Exception:
         signal.signal(signum, signal.SIG_IGN)
     os.environ["PIPELINE_FOLD_WORKER"] = "1"  # no training progress bars (see _run_folds)
     try:
-        return _fit_and_score(*args)
+        fitted = _fit_and_score(*args)
     except Exception as error:  # noqa: BLE001 - raised again in the fold's run
         return error
+    if keep_estimator:
+        return fitted
+    curves = {**getattr(fitted.estimator[-1], "history_", {}), **fitted.spectrum}
+    test = copy.copy(fitted.test)  # the test part's outputs, without the model behind them
+    if getattr(test, "estimator", None) is fitted.estimator:
+        test.estimator = None
+    return fitted._replace(estimator=None, test=test, spectrum=curves)
 
 
 def _within_share(template: Pipeline, share: int) -> Pipeline:

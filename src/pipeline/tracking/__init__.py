@@ -91,7 +91,8 @@ class BaseTracker(ABC):
 
     @abstractmethod
     def log_metrics(self, run_id: str, metrics: Mapping[str, float],
-                    curves: Mapping[str, list[float]] | None = None) -> None: ...
+                    curves: Mapping[str, list[float]] | None = None,
+                    params: Mapping[str, Any] | None = None) -> None: ...
 
     @abstractmethod
     def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None: ...
@@ -113,6 +114,9 @@ class Tracker(BaseTracker):
         self.uri, self.experiment = uri, experiment
         # Per parent run, the folds that ended FINISHED: a failure says they are kept.
         self._finished: dict[str, list[str]] = {}
+        # Where each open run's artifacts go, as `create_run` answered (see `_upload`).
+        self._artifact_uris: dict[str, str] = {}
+        self._repositories: dict[str, Any] = {}
         quiet_mlflow()
         if uri.startswith(("http://", "https://")):
             check_reachable(uri)
@@ -124,9 +128,9 @@ class Tracker(BaseTracker):
                 check_store(uri)
                 create_whole(uri)
                 self.client = RecordedClient(open_client(uri), uri)
-                self.experiment_id = self._experiment(experiment)
-                self.client.artifacts = self.client.get_experiment(
-                    self.experiment_id).artifact_location
+                found = self._experiment(experiment)
+                self.experiment_id = found.experiment_id
+                self.client.artifacts = found.artifact_location
         except PipelineError:
             raise
         except OSError as error:
@@ -144,20 +148,22 @@ class Tracker(BaseTracker):
             message = scrub(" ".join(str(error).split()))[:300]
             raise PipelineError(f"tracking.uri={redact(uri)} cannot be used: {message}") from error
 
-    def _experiment(self, name: str) -> str:
+    def _experiment(self, name: str) -> Any:
+        """The experiment `name` (an `mlflow.entities.Experiment`), created if need be."""
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
         if found is not None:
-            return found.experiment_id
+            return found
         try:
-            return self.client.create_experiment(name, artifact_location=self._artifact_root(name))
+            return self.client.get_experiment(self.client.create_experiment(
+                name, artifact_location=self._artifact_root(name)))
         except MlflowException:
             # Another job created it in the meantime.
             found = self.client.get_experiment_by_name(name)
             if found is None:
                 raise
-            return found.experiment_id
+            return found
 
     def finished_run(self, digest: str) -> Any | None:
         """Under torchrun every rank runs the job (they must agree, and only rank 0 reads the
@@ -197,6 +203,7 @@ class Tracker(BaseTracker):
         with _signals_deferred() as arrived:  # a run that exists is always ended below
             run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
         run_id = run.info.run_id
+        self._artifact_uris[run_id] = run.info.artifact_uri
         try:
             if arrived:
                 raise Interrupted(signum=arrived[0])
@@ -241,6 +248,9 @@ class Tracker(BaseTracker):
                 raise
             if parent:
                 self._finished.setdefault(parent, []).append(name)
+        finally:
+            self._artifact_uris.pop(run_id, None)
+            self._repositories.pop(run_id, None)
 
     def _kept(self, parent: str) -> str:
         folds = self._finished.get(parent, [])
@@ -253,26 +263,57 @@ class Tracker(BaseTracker):
     def log_metrics(
         self, run_id: str, metrics: Mapping[str, float],
         curves: Mapping[str, list[float]] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
-        """Scores, plus per-epoch curves at step=epoch (1-based), in one request."""
-        from mlflow.entities import Metric
+        """Scores, plus per-epoch curves at step=epoch (1-based), and `params` not yet logged,
+        in one request."""
+        from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
         for key, values in (curves or {}).items():
             batch += [Metric(key, float(v), now, epoch)
                       for epoch, v in enumerate(values, 1) if math.isfinite(v)]
-        self.client.log_batch(run_id, metrics=batch)
+        self.client.log_batch(run_id, metrics=batch,
+                              params=[Param(k, str(v)) for k, v in (params or {}).items()])
 
     def log_table(self, run_id: str, table: pd.DataFrame, path: str) -> None:
-        self.client.log_text(run_id, table.to_csv(), path)
+        self.log_text(run_id, table.to_csv(), path)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        self.client.log_text(run_id, text, path)
+        self._upload(run_id, path, lambda local: Path(local).write_text(text, encoding="utf-8"))
 
     def log_figure(self, run_id: str, figure: Any, path: str) -> None:
         """A matplotlib figure as a PNG artifact, in one upload."""
-        self.client.log_figure(run_id, figure, path, save_kwargs={"dpi": figure.dpi})
+        self._upload(run_id, path, lambda local: figure.savefig(local, dpi=figure.dpi))
+
+    def _upload(self, run_id: str, path: str, write: Any) -> None:
+        """`write(local_path)` makes a file, uploaded as the run's artifact `path`.
+
+        A run this tracker opened uploads straight to the artifact location that creating it
+        answered: MLflow's `log_text`/`log_figure` would first read the whole run back from
+        the store (every param, tag and metric) to find it."""
+        import posixpath
+        import tempfile
+
+        folder = posixpath.dirname(posixpath.normpath(path)) or None
+        with self.client.failures(), tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch) / posixpath.basename(path)
+            write(local)
+            self._repository(run_id).log_artifact(str(local), folder)
+
+    def _repository(self, run_id: str) -> Any:
+        """The run's artifact repository: made once per open run; for any other run, from
+        its record in the store."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        if run_id in self._repositories:
+            return self._repositories[run_id]
+        uri = self._artifact_uris.get(run_id) or self.client.get_run(run_id).info.artifact_uri
+        repository = get_artifact_repository(uri, tracking_uri=self.uri)
+        if run_id in self._artifact_uris:
+            self._repositories[run_id] = repository
+        return repository
 
     def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
         """A fitted scikit-learn pipeline as the run's MLflow model `model`, with a signature
@@ -339,7 +380,8 @@ class NullTracker(BaseTracker):
         return None
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float],
-                    curves: Mapping[str, list[float]] | None = None) -> None:
+                    curves: Mapping[str, list[float]] | None = None,
+                    params: Mapping[str, Any] | None = None) -> None:
         pass
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
