@@ -107,6 +107,18 @@ def test_folds_in_workers_and_ddp_fits_are_refused_together(run_cli, workdir):
                                                    "cv.n_jobs=1"])
 
 
+def test_folds_already_fitting_when_the_store_fails_are_cancelled_quietly(run_cli, workdir):
+    # The workers start fitting while the job opens its store; the store's error is still the
+    # one line, with joblib's notice of the dropped tasks kept out of it.
+    done = run_cli("data=breast_cancer", "model=random_forest", "model.n_estimators=5",
+                   "cv.n_jobs=2", "tracking.uri=http://127.0.0.1:9")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error: tracking server http://127.0.0.1:9 is unreachable")
+    assert "cancelled" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 def test_more_jobs_than_folds_or_one_per_core_run_every_fold(make_cfg, workdir):
     few = run(make_cfg("data=iris", "model=knn", "cv=holdout", *QUICK, "cv.n_jobs=8"))
     every_core = run(make_cfg("data=iris", "model=knn", *QUICK, "cv.n_jobs=-1"))

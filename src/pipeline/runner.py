@@ -84,6 +84,22 @@ def _run(cfg: DictConfig) -> Result:
     plan = _plan(job, dataset, task)
     if tracking.global_rank() == 0:
         report.print_config(job)
+    task.prepare(plan.estimator, dataset)
+    # Folds in worker processes start fitting now, while this process opens the store and
+    # the job's run (unless `resume` may find the job done); cancelled if the job goes no
+    # further.
+    early = None if job.get("resume") else _start_parallel_folds(plan, dataset, task, job)
+    try:
+        return _tracked(job, dataset, task, plan, early)
+    finally:
+        if early is not None:
+            _cancel(early)
+
+
+def _tracked(job: DictConfig, dataset: data.Dataset, task: Task, plan: Plan,
+             early: Iterator[Fitted | Exception] | None) -> Result:
+    """The planned job in MLflow: its run, the folds' runs (`early`: their outcomes, if
+    already on their way from worker processes), the summary, the refit and the report."""
     experiment = job.tracking.experiment or dataset.name
     tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment)
     resolved = tracking.loggable(OmegaConf.to_container(job, resolve=True))
@@ -100,9 +116,9 @@ def _run(cfg: DictConfig) -> Result:
                  job.model.name, dataset.name, task, job.cv.name, len(plan.folds), parent)
         if decisions := (*dataset.notes, *plan.folds.notes):  # as printed before the run
             tracker.log_text(parent, "\n".join(decisions) + "\n", "decisions.txt")
-        table = _run_folds(plan, dataset, task, job, tracker, parent)
-        summary = _summarise(table, tracker, parent)
         tracker.log_text(parent, OmegaConf.to_yaml(resolved), "config.yaml")
+        table = _run_folds(plan, dataset, task, job, tracker, parent, early)
+        summary = _summarise(table, tracker, parent)
         final = _refit(plan.estimator, dataset, tracker, parent) if plan.refit else None
         plan.figures.parent(tracker, parent, table, final)
         task.finish(plan.figures, tracker, parent)
@@ -149,16 +165,18 @@ def _plan(job: DictConfig, dataset: data.Dataset, task: Task) -> Plan:
 
 
 def _run_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
-               tracker: tracking.BaseTracker, parent: str) -> pd.DataFrame:
-    """Every fold, one after another (or `plan.n_jobs` at once): a row of scores each."""
-    task.prepare(plan.estimator, dataset)
+               tracker: tracking.BaseTracker, parent: str,
+               early: Iterator[Fitted | Exception] | None = None) -> pd.DataFrame:
+    """Every fold, one after another (or `plan.n_jobs` at once, their outcomes `early` if
+    already started): a row of scores each."""
     prefit = _fit_batched(plan, dataset, task, job)
     # Folds in workers draw no per-epoch bars (a torch model's): the bar across folds shows.
     shown = plan.estimator if plan.n_jobs == 1 or prefit else None
     with report.progress(len(plan.folds), shown) as step:
         if plan.n_jobs > 1 and prefit is None:
-            rows = [step(row) for row in _parallel_folds(plan, dataset, task, job, tracker,
-                                                          parent)]
+            outcomes = early or _start_parallel_folds(plan, dataset, task, job)
+            rows = [step(row) for row in _parallel_folds(plan, outcomes, dataset, task, job,
+                                                          tracker, parent)]
         else:
             prefit = prefit or [None] * len(plan.folds)
             rows = [step(_fold(i, plan.folds, plan.estimator, dataset, task, plan.names, job,
@@ -307,43 +325,60 @@ def _check_parallel_fits(job: DictConfig, estimator: Pipeline) -> None:
             f"trainer.devices={devices}); use cv.n_jobs=1 with it, or one device per fit")
 
 
-def _parallel_folds(plan: Plan, dataset: data.Dataset, task: Task, job: DictConfig,
-                    tracker: tracking.BaseTracker, parent: str) -> Iterator[dict[str, float]]:
-    """The folds fit and scored `plan.n_jobs` at a time in joblib's worker processes, as
-    `cross_validate(n_jobs=...)` runs them; this process alone talks to MLflow, logging each
-    fold's run in fold order as its results come back (while later folds still train).
+def _start_parallel_folds(plan: Plan, dataset: data.Dataset, task: Task,
+                          job: DictConfig) -> Iterator[Fitted | Exception] | None:
+    """The folds set fitting and scoring `plan.n_jobs` at a time in joblib's worker processes,
+    as `cross_validate(n_jobs=...)` runs them: their outcomes in fold order, as they come (None
+    when the folds run in this process). Nothing is tracked there: `_parallel_folds` logs.
 
     Each worker's BLAS/OpenMP (and so torch's) threads are limited to its share of the cores,
     and so is an estimator's own `n_jobs` (a forest's trees): a fit never takes more than its
-    share. A stop signal ends the job's runs here and the workers are killed (joblib aborts).
-    """
+    share."""
+    if plan.n_jobs == 1 or plan.batch_folds:
+        return None
     from joblib import parallel_config
     from sklearn.utils.parallel import Parallel, delayed  # scikit-learn's config goes along
 
     share = threads.per_worker(plan.n_jobs)
     template = _within_share(plan.estimator, share)
-    average = job.metrics.average
-    figures = bool(plan.figures)
     log.info("folds %d at a time in worker processes (cv.n_jobs=%s), %d core(s) each",
              plan.n_jobs, job.cv.n_jobs, share)
     with parallel_config(backend="loky", inner_max_num_threads=share):
-        outcomes = Parallel(n_jobs=plan.n_jobs, return_as="generator")(
-            delayed(_in_worker)(fold, template, dataset, task, plan.names, average,
-                                keep_estimator=figures)
+        return Parallel(n_jobs=plan.n_jobs, return_as="generator")(
+            delayed(_in_worker)(fold, template, dataset, task, plan.names, job.metrics.average,
+                                keep_estimator=bool(plan.figures))
             for fold in plan.folds)
-        try:
-            for i, (fold, outcome) in enumerate(zip(plan.folds, outcomes, strict=True), 1):
-                # The fold's scores are in hand: its params go with them, in one request.
-                sizes, failed = _sizes(i, plan.folds), isinstance(outcome, Exception)
-                with tracker.run(plan.folds.run_name(i), parent=parent,
-                                 params=sizes if failed else None) as child:
-                    if failed:
-                        raise outcome  # the fold's run fails with it, as it would in turn
-                    _log_fold(outcome, fold, dataset, task, tracker, child, plan.figures, sizes)
-                log.info("%s: %s", _said(i, plan.folds), report.brief(outcome.row, job.objective))
-                yield outcome.row
-        finally:
-            outcomes.close()  # the folds still running are cancelled, their workers killed
+
+
+def _parallel_folds(plan: Plan, outcomes: Iterator[Fitted | Exception], dataset: data.Dataset,
+                    task: Task, job: DictConfig, tracker: tracking.BaseTracker,
+                    parent: str) -> Iterator[dict[str, float]]:
+    """The folds' `outcomes` from the worker processes, each fold's run logged in fold order
+    as its results come back (while later folds still train): this process alone talks to
+    MLflow. A stop signal ends the job's runs here and the workers are killed (joblib
+    aborts)."""
+    try:
+        for i, (fold, outcome) in enumerate(zip(plan.folds, outcomes, strict=True), 1):
+            # The fold's scores are in hand: its params go with them, in one request.
+            sizes, failed = _sizes(i, plan.folds), isinstance(outcome, Exception)
+            with tracker.run(plan.folds.run_name(i), parent=parent,
+                             params=sizes if failed else None) as child:
+                if failed:
+                    raise outcome  # the fold's run fails with it, as it would in turn
+                _log_fold(outcome, fold, dataset, task, tracker, child, plan.figures, sizes)
+            log.info("%s: %s", _said(i, plan.folds), report.brief(outcome.row, job.objective))
+            yield outcome.row
+    finally:
+        _cancel(outcomes)
+
+
+def _cancel(outcomes: Iterator[Fitted | Exception]) -> None:
+    """The folds still running in worker processes cancelled, their workers killed; quietly
+    (joblib warns of the tasks it drops, which the job's own error or stop line explains)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tasks which were still being processed",
+                                category=UserWarning)
+        outcomes.close()
 
 
 def _in_worker(*args: Any, keep_estimator: bool = True) -> Fitted | Exception:
