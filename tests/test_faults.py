@@ -38,7 +38,8 @@ def test_disk_full_while_writing_artifacts_keeps_finished_folds(make_cfg, workdi
     writes = []
 
     def log_artifact(self, local_file, artifact_path=None):
-        writes.append(local_file)
+        if os.path.basename(local_file) != "config.yaml":  # the job's, written before the folds
+            writes.append(local_file)
         if len(writes) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(self, local_file, artifact_path)
