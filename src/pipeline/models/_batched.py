@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -406,6 +406,14 @@ class FoldsModule(pl.LightningModule):
             self.trainer.should_stop = True
 
 
+def _seeded(prepared: Prepared, device: torch.device, build: Callable[[], Any]) -> Any:
+    """`build()` under the fold's own seed, as its fit alone would draw its initial weights,
+    leaving the global random state as it was."""
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(prepared.spec.seed)
+        return build()
+
+
 def train(
     prepared: Sequence[Prepared],
 ) -> list[tuple[nn.Module, dict[str, list[float]], int]]:
@@ -416,13 +424,7 @@ def train(
     with _lightning._quiet_lightning():
         trainer = _lightning.make_trainer(replace(spec, early_stopping=False), "train_loss")
         device = trainer.strategy.root_device
-        networks = []
-        for p in prepared:
-            with torch.random.fork_rng(
-                devices=[device.index or 0] if device.type == "cuda" else []
-            ):
-                torch.manual_seed(p.spec.seed)
-                networks.append(p.build())
+        networks = [_seeded(p, device, p.build) for p in prepared]
         for network in networks:
             reason = network_unsupported(network)
             if reason:
@@ -481,11 +483,8 @@ def train_lbfgs(
         device = trainer.strategy.root_device
         folds = []
         for p in prepared:
-            with torch.random.fork_rng(
-                devices=[device.index or 0] if device.type == "cuda" else []
-            ):
-                torch.manual_seed(p.spec.seed)
-                fold = _lightning.NetworkModule(p.build(), p.spec, p.data, p.val_data)
+            fold = _seeded(p, device, lambda p=p: _lightning.NetworkModule(
+                p.build(), p.spec, p.data, p.val_data))
             fold.log_metrics = False
             fold.plan(world_size=1, fused=True)
             folds.append(fold)
