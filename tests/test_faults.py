@@ -16,11 +16,11 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-from tests.conftest import all_runs, children, parents, store_uri
-from tests.test_server import mlflow_server
 
 from pipeline import compare, runner, tracking
 from pipeline.errors import PipelineError
+from tests.conftest import all_runs, children, parents, store_uri
+from tests.test_server import mlflow_server
 
 QUICK = ("data=iris", "model=knn", "cv.n_splits=3", "++plots=false", "++refit=false")
 

@@ -21,9 +21,9 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from tests.conftest import all_runs, assert_refused_before_any_work, children, parents, store_uri
 
 from pipeline.runner import run
+from tests.conftest import all_runs, assert_refused_before_any_work, children, parents, store_uri
 
 QUICK = ["plots=false", "refit=false"]
 

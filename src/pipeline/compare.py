@@ -47,10 +47,7 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs([chosen.experiment_id], filter_string="attributes.status = "
                               "'FINISHED'", output_format="pandas")
-    if "tags.mlflow.parentRunId" in runs:
-        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
-    if f"tags.{KIND_TAG}" in runs:  # a comparison's own run (--against, --across-data)
-        runs = runs[runs[f"tags.{KIND_TAG}"] != COMPARISON]
+    runs = jobs_only(runs)
     if sweep is not None and not runs.empty:
         sweeps = runs.get("tags.sweep", pd.Series(dtype=str)).dropna()
         if sweep == "latest":
@@ -62,6 +59,15 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
         raise PipelineError(f"no finished jobs in experiment {experiment!r}"
                             + (f" for sweep {sweep}" if sweep else ""))
     return experiment, _table(runs, metric)
+
+
+def jobs_only(runs: pd.DataFrame) -> pd.DataFrame:
+    """Parent runs of jobs: no fold runs, no comparison runs (--against, --across-data)."""
+    if "tags.mlflow.parentRunId" in runs:
+        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
+    if f"tags.{KIND_TAG}" in runs:
+        runs = runs[runs[f"tags.{KIND_TAG}"] != COMPARISON]
+    return runs
 
 
 def _newest_job_experiment(client: Any, experiments: list, sweep: str | None) -> str:

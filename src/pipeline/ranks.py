@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.compare import COMPARISON, KIND_TAG, jobs_only
 from pipeline.errors import PipelineError
 from pipeline.metrics import lower_is_better
 
@@ -31,7 +32,6 @@ MIN_FRIEDMAN_MODELS = 3
 MIN_BAYES_DATA_SETS = 5
 BAYES_SAMPLES = 20_000  # Monte Carlo draws of the posterior: probabilities to about ±0.005
 BAYES_SEED = 0          # the same store gives the same probabilities
-KIND = "comparison"     # the `kind` tag of comparison runs; job listings leave them out
 FIGURE = "critical_difference.png"
 # Settings that tell two jobs of one model on one data set apart (a model swept over lr).
 CONFIGURATION = ("params.model.", "params.preprocess.", "params.cv.", "params.seed", "tags.cv")
@@ -121,15 +121,6 @@ def sweep_jobs(uri: str, sweep: str | None = "latest",
     return sweep, runs
 
 
-def jobs_only(runs: pd.DataFrame) -> pd.DataFrame:
-    """Parent runs of jobs: no fold runs, no comparison runs."""
-    if "tags.mlflow.parentRunId" in runs:
-        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
-    if "tags.kind" in runs:
-        runs = runs[runs["tags.kind"] != KIND]
-    return runs
-
-
 def _newest_sweep(client: Any, experiment_ids: list[str]) -> str | None:
     token = None
     while True:
@@ -138,7 +129,8 @@ def _newest_sweep(client: Any, experiment_ids: list[str]) -> str | None:
                                   order_by=["attributes.start_time DESC"])
         for run in page:
             tags = run.data.tags
-            if "mlflow.parentRunId" not in tags and tags.get("kind") != KIND and "sweep" in tags:
+            job = "mlflow.parentRunId" not in tags and tags.get(KIND_TAG) != COMPARISON
+            if job and "sweep" in tags:
                 return tags["sweep"]
         token = page.token
         if not token:
@@ -380,7 +372,7 @@ def log(uri: str, result: AcrossData, fig: Any | None) -> tuple[str, str]:
     params = {"comparison": "across-data", "metric": result.metric, "alpha": result.alpha,
               "rope": result.rope, "models": ", ".join(result.scores.columns),
               "data_sets": ", ".join(result.scores.index)}
-    tags = {"kind": KIND, "comparison": "across-data", "compared_sweep": result.sweep or "",
+    tags = {KIND_TAG: COMPARISON, "comparison": "across-data", "compared_sweep": result.sweep or "",
             "compared_experiments": ", ".join(result.experiments)}
     with tracker.run("across-data", params=params, tags=tags) as run_id:
         metrics = {"n_models": len(result.scores.columns), "n_data_sets": len(result.scores)}
