@@ -16,9 +16,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
-from tests.conftest import all_runs, children, parents, store_uri
 
 from pipeline.runner import run
+from tests.conftest import all_runs, children, parents, store_uri
 
 
 def reference_scores(loader, model, scoring: str, stratified: bool) -> np.ndarray:

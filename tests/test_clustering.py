@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 from pipeline.runner import run
+from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 
 def test_kmeans_on_iris_agrees_with_the_species(run_cli, workdir):

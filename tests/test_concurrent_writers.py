@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mlflow import MlflowClient
+
 from tests.conftest import all_runs, children, parents, store_uri
 
 METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from sklearn import datasets
 from sklearn.model_selection import TimeSeriesSplit
-from tests.conftest import all_runs, assert_refused_before_any_work, store_uri
 
 from pipeline import cv
 from pipeline.data import BUNDLED, bundled, table
 from pipeline.errors import PipelineError
 from pipeline.runner import run
+from tests.conftest import all_runs, assert_refused_before_any_work, store_uri
 
 N = 60
 

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+
 from tests.conftest import all_runs, children, parents
 
 # `++`: set whether or not the key exists; figures and the refit model are beside the point.

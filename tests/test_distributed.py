@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from tests.conftest import all_runs, children, parents
 
 EPOCHS = "trainer.max_epochs=10"

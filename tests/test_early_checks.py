@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.model_selection import StratifiedKFold
-from tests.conftest import all_runs, assert_refused_before_any_work, parents
 
 from pipeline import checks, tracking
 from pipeline.errors import PipelineError
 from pipeline.runner import run
 from pipeline.sweeps import mark_best
+from tests.conftest import all_runs, assert_refused_before_any_work, parents
 
 QUICK = ["++plots=false", "++refit=false"]
 MLP = ["model=mlp", "trainer.max_epochs=1"]

@@ -17,12 +17,12 @@ from sklearn.model_selection import ShuffleSplit, StratifiedKFold, cross_validat
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from tests.conftest import all_runs, children, parents
 
 from pipeline import metrics, tasks
 from pipeline.config import config_dir
 from pipeline.errors import PipelineError
 from pipeline.runner import run
+from tests.conftest import all_runs, children, parents
 
 QUIET = ["plots=false", "refit=false"]
 

@@ -20,7 +20,7 @@ from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from pipeline import compare, runner, tracking
 from pipeline.errors import PipelineError
 from tests.conftest import all_runs, children, parents, store_uri
-from tests.test_server import mlflow_server
+from tests.services import mlflow_server
 
 QUICK = ("data=iris", "model=knn", "cv.n_splits=3", "++plots=false", "++refit=false")
 

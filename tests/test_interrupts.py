@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from tests.conftest import all_runs, children, parents, store_uri
 
 # Folds that take a second or more each, so that the signal lands inside fold 3's training.

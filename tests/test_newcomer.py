@@ -13,10 +13,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from tests.conftest import all_runs, children, store_uri
 
 from pipeline import compare, data
 from pipeline.runner import run
+from tests.conftest import all_runs, children, store_uri
 
 QUICK = ("model=knn", "cv.n_splits=2", "plots=false", "refit=false")
 

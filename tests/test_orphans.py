@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import all_runs, children, parents, store_uri
-from tests.test_interrupts import CHEAP, cheap_env, interrupt_during_fold_3
 
 from pipeline import compare, doctor, tracking
+from tests.conftest import all_runs, children, parents, store_uri
+from tests.test_interrupts import CHEAP, cheap_env, interrupt_during_fold_3
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 from sklearn import datasets
-from tests.conftest import all_runs, children, store_uri
 
 from pipeline import plots, tracking
 from pipeline.errors import PipelineError
 from pipeline.runner import run
+from tests.conftest import all_runs, children, store_uri
 
 
 def assert_picture(path: Path) -> None:

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn import datasets
-from tests.conftest import all_runs, command_in_process, parents, store_uri
 
 from pipeline import predict, tracking
 from pipeline.runner import run
+from tests.conftest import all_runs, command_in_process, parents, store_uri
 
 
 @pytest.fixture

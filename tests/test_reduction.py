@@ -7,10 +7,10 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 from pipeline import cv, data, preprocessing
 from pipeline.runner import run
+from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 
 @pytest.mark.slow

@@ -11,10 +11,10 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import all_runs, parents
-from tests.test_interrupts import wait_for_run
 
 from pipeline.runner import run
+from tests.conftest import all_runs, parents
+from tests.test_interrupts import wait_for_run
 
 QUICK = ["++plots=false", "++refit=false"]  # `++`: whether or not the keys exist
 

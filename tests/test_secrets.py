@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.test_server import mlflow_server
 
 from pipeline import tracking
+from tests.services import mlflow_server
 
 PASSWORD = "s3cr3t-Pa55"
 ENV_SECRET = "env-only-value-4b1d"

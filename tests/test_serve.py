@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import requests
 from sklearn import datasets
-from tests.conftest import store_uri
-from tests.test_predict import typed_table
 
 from pipeline import predict
 from pipeline.runner import run
+from tests.conftest import store_uri
+from tests.test_predict import typed_table
 
 
 def free_port() -> int:

@@ -6,9 +6,9 @@ import re
 
 import pandas as pd
 import pytest
-from tests.conftest import all_runs, parents, store_uri
 
 from pipeline import compare
+from tests.conftest import all_runs, parents, store_uri
 
 
 def test_grid_sweep_and_leaderboard(run_cli, workdir):

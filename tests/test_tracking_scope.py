@@ -9,10 +9,10 @@ from pathlib import Path
 import sqlalchemy
 from mlflow import MlflowClient
 from sqlalchemy.engine import Engine
-from tests.conftest import store_uri
 
 from pipeline import tracking
 from pipeline.tracking.store import store_engines
+from tests.conftest import store_uri
 
 JOB_PRAGMAS = (60000, "wal")  # busy timeout (ms), journal mode: what a job's store gets
 
