@@ -177,3 +177,11 @@ def test_the_command_prints_the_comparison_and_logs_the_figure(sweep, workdir, c
     assert experiment == "digits" and len(table) == 3
     experiment, table = compare.leaderboard(uri, "iris", sweep="latest")
     assert len(table) == 3 and table["accuracy_mean"].min() > 0.5  # not the fake comparison
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_a_leaderboard_format_with_across_data_is_refused(fmt, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        compare.main(["--across-data", "--format", fmt, "--uri", "sqlite:///unused.db"])
+    assert stopped.value.code == 2
+    assert f"--format {fmt} is for the leaderboard" in capsys.readouterr().err

@@ -481,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     uri = args.uri or default_uri()
     if args.across_data:
+        if args.format != "table":  # its several tables, tests and figure are not one table
+            parser.error(f"--format {args.format} is for the leaderboard; --across-data prints "
+                         "its tables as text and logs them (ranks.csv) to its comparison run")
         return _across_data(uri, args)
     lines: list[str] = []
     try:
