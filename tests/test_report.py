@@ -22,7 +22,8 @@ def test_output_off_a_terminal_is_plain_lines(run_cli):
     out = done.stdout
     assert not ANSI.search(out + done.stderr)
     assert "config:\n  data: iris  task=classification\n  model: knn  n_neighbors=5" in out
-    assert "  job:  seed=42  objective=accuracy  plots=False  refit=False" in out
+    assert ("  job:  seed=42  objective=accuracy  plots=False  refit=False  threads=auto  "
+            "resume=False") in out
     assert [int(m.group(1)) for m in FOLD_ROW.finditer(out)] == [1, 2, 3, 4, 5]
     assert re.search(r"^mean±std\s+0\.\d{3}±0\.\d{3}", out, re.MULTILINE)
     assert re.search(r"parent run [0-9a-f]{32}$", out, re.MULTILINE)
@@ -71,7 +72,7 @@ def test_config_summary_is_short_and_hides_passwords(make_cfg):
     assert option == "mlp" and "_target_" not in keys and "trainer" not in keys
     assert keys["hidden_sizes"] == [64]
     assert summary["tracking"][1]["uri"] == "http://ann:***@mlflow:5000"
-    assert set(summary["job"][1]) == {"seed", "objective", "plots", "refit"}
+    assert set(summary["job"][1]) == {"seed", "objective", "plots", "refit", "threads", "resume"}
     # A model without a Lightning trainer does not show one.
     knn = make_cfg("data=wine", "model=knn")
     knn.data.task = "classification"

@@ -110,7 +110,7 @@ def interactive() -> bool:
 # Config groups shown at the start of a job, in this order; keys that only wire the tree
 # together (`_target_`, the model's copy of `trainer`) are left out.
 GROUPS = ("data", "model", "preprocess", "cv", "trainer", "tracking")
-TOP_LEVEL = ("seed", "objective", "plots", "refit")
+TOP_LEVEL = ("seed", "objective", "plots", "refit", "threads", "resume")
 _HIDDEN = ("_target_", "name", "trainer")
 
 
