@@ -105,9 +105,10 @@ def cheap_env(workdir: Path) -> dict[str, str]:
     return job_env(hook)
 
 
-def wait_for_run(workdir: Path, name: str, job: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_run(workdir: Path, name: str, job: subprocess.Popen, timeout: float = 300) -> None:
     """Polls the job's store until a run `name` exists; under the job's own store lock, so that
-    reading never races the job's creating the store."""
+    reading never races the job's creating the store. The timeout only bounds a failure: on a
+    loaded machine (CI beside other work) a sweep's first job alone has taken over a minute."""
     from pipeline.tracking.store import sqlite_guard
 
     deadline = time.monotonic() + timeout
