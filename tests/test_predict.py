@@ -225,6 +225,11 @@ def test_blank_cells_are_imputed_as_in_training(typed_job, capsys):
     expected = typed_job["final"].predict(typed_job["X"].head(12).mask(blanked.isna()))
     np.testing.assert_array_equal(pd.read_csv(typed_job["folder"] / "out.csv")["prediction"],
                                   expected)
+    # The same rows from Parquet, which keeps the types that CSV makes the reader infer.
+    rows.mask(blanked.isna()).to_parquet(typed_job["folder"] / "blanks.parquet")
+    assert predict_in(typed_job, capsys, "blanks.parquet") == (0, "")
+    np.testing.assert_array_equal(pd.read_csv(typed_job["folder"] / "out.csv")["prediction"],
+                                  expected)
 
 
 def _with(column: str, row: int, value: object):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import data
 from pipeline.errors import PipelineError
 
 USAGE = """\
@@ -95,7 +96,7 @@ def read(path: Path) -> pd.DataFrame:
                 raise PipelineError(f"input={path} is not a text table (it holds binary data); "
                                     "give a CSV file, or a Parquet file named *.parquet")
     try:
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(path)
+        frame = data.read_parquet(path) if parquet else pd.read_csv(path)
     except pd.errors.EmptyDataError as error:
         raise PipelineError(f"input={path} is empty; give a header row naming the model's "
                             "columns, then one row per example") from error
