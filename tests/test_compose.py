@@ -1,5 +1,6 @@
-"""docker-compose.yml, the team's tracking stack: valid, local-only, healthy in order, and
-configured entirely from the variables that .env.example defines."""
+"""docker-compose.yml, the team's tracking stack: valid, local-only, healthy in order,
+configured entirely from the variables that .env.example defines, and on the versions that
+tests/test_team_stack.py runs natively."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ served model) run without any AWS variable: artifacts go through the server's pr
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,8 +69,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
 def no_s3_credentials() -> Iterator[None]:
     """This process, as a client, without the AWS variables a developer may have set."""
     with pytest.MonkeyPatch.context() as patch:
-        import os
-
         for name in [name for name in os.environ if name.startswith(S3_CLIENT_PREFIXES)]:
             patch.delenv(name)
         yield
