@@ -2,12 +2,15 @@
 
     python benchmarks/bench_tracking.py [--folds 50] [--rounds 3]
 
-Starts `mlflow server` on 127.0.0.1 (SQLite backend, artifacts proxied into a temporary
-directory, one worker) and stops it at the end. Each fold cycle is what the runner does for
-a fold of a Lightning model: a child run with three params, 12 scores and two 50-epoch
-curves in one batch, a confusion-matrix artifact, then the run's end. Prints ms per fold
-for the server and for a SQLite file store written directly, their ratio (server / direct)
-and the HTTP requests each fold makes, all measured in this run.
+Starts, with the test suite's starters (tests/services.py), two servers on 127.0.0.1 and stops
+them at the end: `mlflow server` on SQLite with artifacts proxied into a temporary directory,
+and docker-compose.yml's team stack started natively (its `mlflow server` command on
+PostgreSQL, artifacts proxied into an S3 bucket of moto's S3 server), one worker each. Each
+fold cycle is what the runner does for a fold of a Lightning model: a child run with three
+params, 12 scores and two 50-epoch curves in one batch, a confusion-matrix artifact, then the
+run's end. Prints ms per fold for each server and for a SQLite file store written directly,
+each server's ratio to it (server / direct) and the HTTP requests each fold makes, all
+measured in this run.
 """
 
 from __future__ import annotations
@@ -15,67 +18,25 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import requests
 
 from pipeline.tracking import Tracker
 
+# The test suite's service starters; a benchmark runs as a script, from benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import mlflow_server, team_stack  # noqa: E402
+
 SCORES = {f"{part}_{metric}": 0.5 for part in ("train", "test")
           for metric in ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")}
 CURVES = {"train_loss": [1 / epoch for epoch in range(1, 51)],
           "val_loss": [1.1 / epoch for epoch in range(1, 51)]}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # Job execution (GenAI jobs) adds a runner and seven worker processes that tracking does
-    # not use; off, so that they do not compete with the client for this machine's cores.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with (home / "server.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{home / 'server.db'}",
-             "--serve-artifacts", "--artifacts-destination", str(home / "server-artifacts")],
-            cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"mlflow server exited:\n{(home / 'server.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return process, url
-        except OSError:
-            time.sleep(0.25)
-    stop_server(process)
-    sys.exit(f"mlflow server not healthy after 90 s:\n{(home / 'server.log').read_text()[-3000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def fold_cycles(tracker: Tracker, parent: str, start: int, count: int) -> float:
@@ -120,11 +81,18 @@ def main() -> None:
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
     home = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
-    process, url = start_server(home)
-    try:
+    servers = {"server, SQLite": home / "sqlite", "server, PG + S3": home / "stack"}
+    for directory in servers.values():
+        directory.mkdir()
+    with ExitStack() as started:
+        started.callback(shutil.rmtree, home, ignore_errors=True)  # last, once servers stop
+        sqlite = started.enter_context(mlflow_server(
+            f"sqlite:///{servers['server, SQLite'] / 'server.db'}", servers["server, SQLite"]))
+        stack = started.enter_context(team_stack(servers["server, PG + S3"]))
         trackers = {"direct SQLite": Tracker(f"sqlite:///{home / 'outputs' / 'mlflow.db'}",
                                              "bench"),
-                    "mlflow server": Tracker(url, "bench")}
+                    "server, SQLite": Tracker(sqlite.url, "bench"),
+                    "server, PG + S3": Tracker(stack.url, "bench")}
         parents = {}
         for name, tracker in trackers.items():
             with tracker.run("bench") as parent:
@@ -132,24 +100,25 @@ def main() -> None:
             fold_cycles(tracker, parent, 0, 5)  # warm-up: connections, first artifact dirs
         per_fold = {name: [] for name in trackers}
         for round_ in range(args.rounds):
-            for name, tracker in trackers.items():  # alternate, so drift hits both alike
+            for name, tracker in trackers.items():  # alternate, so drift hits all alike
                 start = 5 + round_ * args.folds
                 per_fold[name].append(
                     fold_cycles(tracker, parents[name], start, args.folds) / args.folds)
-        with RequestCounter() as counter:
-            fold_cycles(trackers["mlflow server"], parents["mlflow server"], 10**6, 1)
-    finally:
-        stop_server(process)
-        shutil.rmtree(home, ignore_errors=True)
+        requests_per_fold = {}
+        for name in servers:
+            with RequestCounter() as counter:
+                fold_cycles(trackers[name], parents[name], 10**6, 1)
+            requests_per_fold[name] = counter.count
 
     print(f"MLflow tracking per fold run: create, 3 params, 12 scores + 2 curves x 50 epochs "
           f"in one batch, 1 artifact, end ({args.folds} folds x {args.rounds} rounds, median)")
     median = {name: 1000 * statistics.median(times) for name, times in per_fold.items()}
     for name, ms in median.items():
         spread = ", ".join(f"{1000 * t:.1f}" for t in per_fold[name])
-        print(f"  {name:<14} {ms:7.1f} ms per fold   (rounds: {spread})")
-    ratio = median["mlflow server"] / median["direct SQLite"]
-    print(f"  ratio server / direct: {ratio:.2f}x; {counter.count} HTTP requests per fold run")
+        print(f"  {name:<16} {ms:7.1f} ms per fold   (rounds: {spread})")
+    for name in servers:
+        print(f"  {name} / direct SQLite: {median[name] / median['direct SQLite']:.2f}x; "
+              f"{requests_per_fold[name]} HTTP requests per fold run")
 
 
 if __name__ == "__main__":

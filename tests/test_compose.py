@@ -1,36 +1,42 @@
-"""docker-compose.yml, the team's tracking stack: valid, local-only, healthy in order, and
-configured entirely from the variables that .env.example defines."""
+"""docker-compose.yml, the team's tracking stack: valid, local-only, healthy in order,
+configured entirely from the variables that .env.example defines, and on the versions that
+tests/test_team_stack.py runs natively."""
 
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
+from tests.services import (
+    COMPOSE,
+    ENV_EXAMPLE,
+    MINIO_ADDRESS,
+    POSTGRES_ADDRESS,
+    ROOT,
+    VARIABLE,
+    S3Store,
+    command_args,
+    compose_values,
+    example_env,
+    native_mlflow,
+    option,
+    postgres_bindir,
+)
+
 LONG_RUNNING = ("postgres", "minio", "mlflow")
-# ${VAR}, ${VAR:-default}, ${VAR:?message} or $VAR; `$$` is a literal dollar sign.
-VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_]\w*)[^}]*\}|([A-Za-z_]\w*))")
 
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, dict[str, Any]]:
     return yaml.safe_load(COMPOSE.read_text())["services"]
-
-
-def example_env() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def docker_compose_available() -> bool:
@@ -52,20 +58,8 @@ def strings(node: Any) -> Iterator[str]:
             yield from strings(item)
 
 
-def command_args(service: dict[str, Any]) -> list[str]:
-    command = service.get("command", [])
-    return shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
-
-
-def option(args: list[str], name: str) -> str | None:
-    """The value of `--name=value` or `--name value`; "" for a bare flag; None if absent."""
-    for i, arg in enumerate(args):
-        if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
-        if arg == name:
-            follows = args[i + 1] if i + 1 < len(args) else ""
-            return "" if follows.startswith("--") else follows
-    return None
+def image_tag(service: dict[str, Any]) -> str:
+    return service["image"].rsplit(":", 1)[1]
 
 
 def published_host(port: str | int | dict[str, Any]) -> str | None:
@@ -154,3 +148,43 @@ def test_no_credential_is_written_in_the_file(services: dict[str, dict[str, Any]
         for key, value in environment.items():
             if re.search(r"PASSWORD|SECRET|ACCESS_KEY|USER", key):
                 assert VARIABLE.fullmatch(str(value)), f"{name}: {key} is not taken from .env"
+
+
+# What the native stack (tests/services.py: team_stack, run by tests/test_team_stack.py) runs,
+# held against what the compose file pulls. MinIO has no native counterpart to compare: moto's
+# S3 server stands in for it.
+
+
+def test_postgres_image_is_the_major_the_native_stack_runs(
+        services: dict[str, dict[str, Any]]) -> None:
+    native_major = postgres_bindir().parts[-2]
+    assert image_tag(services["postgres"]).split(".")[0] == native_major, (
+        f"docker-compose.yml runs postgres:{image_tag(services['postgres'])}, the native test "
+        f"PostgreSQL {native_major}")
+
+
+def test_mlflow_image_is_the_installed_mlflow_minor(services: dict[str, dict[str, Any]]) -> None:
+    # Major.minor, not the patch: MLflow's schema migrations and REST changes come with minor
+    # releases, and CI installs the newest mlflow<4, whose patch releases would otherwise
+    # break this test between two bumps of the image.
+    installed = version("mlflow").split(".")[:2]
+    tag = re.fullmatch(r"v(\d+)\.(\d+)\.\d+-full", image_tag(services["mlflow"]))
+    assert tag and list(tag.groups()) == installed, (
+        f"docker-compose.yml runs mlflow {image_tag(services['mlflow'])}, the native test "
+        f"mlflow {version('mlflow')}")
+
+
+def test_native_stack_fills_every_variable_and_address_of_the_mlflow_service() -> None:
+    s3 = S3Store("http://127.0.0.1:9100", "s3-user", "s3-secret")
+    values = compose_values("postgresql+psycopg2://pg-user:pg-secret@127.0.0.1:5433/pg-db", s3,
+                            "a-bucket")
+    assert set(values) == set(example_env()), "the native stack sets .env.example's variables"
+    addresses = {POSTGRES_ADDRESS: "127.0.0.1:5433", MINIO_ADDRESS: "127.0.0.1:9100"}
+    command, env = native_mlflow(values, addresses, 5001)
+    assert command[1:4] == ["-m", "mlflow", "server"]
+    assert option(command, "--host") == "127.0.0.1" and option(command, "--port") == "5001"
+    assert option(command, "--backend-store-uri") == (
+        "postgresql+psycopg2://pg-user:pg-secret@127.0.0.1:5433/pg-db")
+    assert option(command, "--artifacts-destination") == "s3://a-bucket"
+    assert (env["MLFLOW_S3_ENDPOINT_URL"], env["AWS_ACCESS_KEY_ID"],
+            env["AWS_SECRET_ACCESS_KEY"]) == ("http://127.0.0.1:9100", "s3-user", "s3-secret")

@@ -3,74 +3,18 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 from sklearn import datasets
 
 from pipeline import predict
 from pipeline.runner import run
 from tests.conftest import store_uri
+from tests.services import invoke, served
 from tests.test_predict import typed_table
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def served(model_uri: str, workdir: Path, timeout: float = 180) -> Iterator[str]:
-    """`mlflow models serve` on loopback, as a user would start it; yields its base URL once
-    /ping answers, and stops it however the test ends."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(workdir),
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = (workdir / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert server.poll() is None, (workdir / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no /ping answer in time"
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        yield url
-    finally:
-        # The server's workers are its children: end the whole session it leads.
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
-        log.close()
-
-
-def invoke(url: str, rows: pd.DataFrame) -> requests.Response:
-    # pandas writes a blank as null, which JSON has and the server reads back as a blank.
-    body = f'{{"dataframe_split": {rows.to_json(orient="split", index=False)}}}'
-    return requests.post(f"{url}/invocations", data=body, timeout=60,
-                         headers={"Content-Type": "application/json"})
 
 
 def latency(url: str, rows: pd.DataFrame, repeats: int = 5) -> float:
@@ -111,7 +55,7 @@ def test_served_model_answers_http_as_the_predict_command_does(make_cfg, workdir
                          f"tracking_uri={store_uri(workdir)}"]) == 0
     expected = pd.read_csv(workdir / "out.csv")["prediction"].to_numpy()
 
-    with served(f"runs:/{result.run_id}/model", workdir) as url:
+    with served(f"runs:/{result.run_id}/model", workdir, store_uri(workdir)) as url:
         answer = invoke(url, rows)
         assert answer.status_code == 200, answer.text
         np.testing.assert_array_equal(np.asarray(answer.json()["predictions"]), expected)
