@@ -89,6 +89,7 @@ def study_in(storage: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+@pytest.mark.slow
 def test_failed_job_is_a_failed_trial_and_the_grid_is_walked(workdir):
     """`cv.n_splits=1000` fails on iris's 150 rows: the job's NaN is told as FAIL, the sweep
     lists the failure and exits 1, and the best is the trial that ran."""
@@ -110,6 +111,20 @@ def test_failed_job_is_a_failed_trial_and_the_grid_is_walked(workdir):
     assert "Best value: " in done.stdout + done.stderr
 
 
+@pytest.mark.slow
+def test_max_failure_rate_stops_the_search(workdir):
+    """At max_failure_rate=0 the first failed batch (one trial, n_jobs=1) ends the search."""
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    done = pipeline_in_process(
+        "-m", "hparams_search=svm_optuna", "data=iris", "hydra/sweeper/sampler=random",
+        "hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failure_rate=0", "cv.n_splits=999,1000",
+        f"hydra.sweeper.storage={storage}")
+    assert done.returncode == 1 and "error: 1 of 1 jobs failed:" in done.stderr, done.stderr
+    assert "Stopping the search: 1 of 1 trials failed" in done.stdout + done.stderr
+    assert [t.state for t in study_in(storage, "svm").trials] == [TrialState.FAIL]
+
+
+@pytest.mark.slow
 def test_interrupted_trial_is_failed_not_left_running(workdir, monkeypatch):
     """Ctrl-C during a trial's job (KeyboardInterrupt, what Python's SIGINT handler raises):
     the trials run so far keep their values, the interrupted one is FAIL, none RUNNING."""
