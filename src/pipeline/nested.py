@@ -51,10 +51,11 @@ class Search:
 
 def search_of(sweeper: DictConfig | None, outer: str) -> Search:
     """The search that `hydra.sweeper` describes (an `hparams_search` preset's Optuna sweeper):
-    its `params` parsed into Optuna distributions by the Hydra Optuna sweeper's own parser, as
+    its `params` parsed into Optuna distributions by the project's sweeper's own parser, as
     a sweep would parse them; a sweeper without params is a one-line error."""
     from hydra.errors import OverrideParseException
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    from hydra_plugins.pipeline_optuna_sweeper.params import search_space
 
     params = sweeper.get("params") if sweeper is not None else None
     if not params or "n_trials" not in sweeper:
@@ -65,8 +66,8 @@ def search_of(sweeper: DictConfig | None, outer: str) -> Search:
             f"add hparams_search=<preset> ({presets})")
     written = {str(key): str(value) for key, value in params.items()}
     try:
-        space, fixed = create_params_from_overrides([f"{k}={v}" for k, v in written.items()])
-    except OverrideParseException as error:
+        space, fixed = search_space([f"{k}={v}" for k, v in written.items()])
+    except (OverrideParseException, ValueError) as error:
         raise PipelineError(f"hydra.sweeper.params: {str(error).splitlines()[0]}") from error
     n_trials = sweeper.n_trials
     if not checks.is_int(n_trials) or n_trials < 1:
