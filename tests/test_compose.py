@@ -165,8 +165,8 @@ def test_postgres_image_is_the_major_the_native_stack_runs(
 
 def test_mlflow_image_is_the_installed_mlflow_minor(services: dict[str, dict[str, Any]]) -> None:
     # Major.minor, not the patch: MLflow's schema migrations and REST changes come with minor
-    # releases, and CI installs the newest mlflow<4, whose patch releases would otherwise
-    # break this test between two bumps of the image.
+    # releases; pyproject.toml holds mlflow to that minor line, whose patch releases CI may
+    # install between two bumps of the image.
     installed = version("mlflow").split(".")[:2]
     tag = re.fullmatch(r"v(\d+)\.(\d+)\.\d+-full", image_tag(services["mlflow"]))
     assert tag and list(tag.groups()) == installed, (
