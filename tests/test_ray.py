@@ -77,8 +77,9 @@ def test_a_sweep_runs_its_jobs_on_both_ray_nodes(workdir, cluster):
 
 
 def test_ctrl_c_stops_the_ray_jobs_and_leaves_no_run_running(workdir, cluster):
-    driver = start_sweep(workdir, cluster, "data=digits", "model=mlp", "trainer=cpu",
-                         "trainer.max_epochs=300", "seed=1,2")
+    # Jobs that take a while (a fold per few seconds), with no torch to import.
+    driver = start_sweep(workdir, cluster, "data=digits", "model=random_forest",
+                         "model.n_estimators=3000", "seed=1,2")
     running = wait_for_a_running_job(workdir, driver)
     driver.send_signal(signal.SIGINT)
     _, err = finish(driver, workdir, timeout=120)
