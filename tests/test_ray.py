@@ -5,6 +5,7 @@ real cluster, and `python -m pipeline -m` pointed at them as a user would."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.sweeps import SWEEP_CWD
 from pipeline.tracking.processes import PID_START_TAG, PID_TAG, RAY_NODE_TAG, process_start
 from tests.conftest import all_runs, children, parents
 from tests.services import RayCluster, ray_cluster
@@ -116,3 +118,15 @@ def wait_for_a_running_job(workdir: Path, driver: subprocess.Popen,
     driver.kill()
     pytest.fail(f"no job of the sweep started a run in {timeout:.0f} s: "
                 f"{finish(driver, workdir, 60)}")
+
+
+def test_a_job_on_a_node_without_the_sweeps_directory_is_a_listed_failure(run_cli, workdir,
+                                                                          monkeypatch):
+    # What a Ray worker on another machine, without a shared file system, is given: the
+    # directory the sweep was started from, which it does not have.
+    monkeypatch.setenv(SWEEP_CWD, str(workdir / "on-another-machine"))
+    done = run_cli("-m", "data=iris", "model=knn", "plots=false")
+    assert done.returncode == 1, done.stderr
+    assert "error: 1 of 1 jobs failed:\n  #0 data=iris model=knn plots=False: this job runs " \
+           f"on host {socket.gethostname()}, which has no directory " in done.stderr
+    assert all_runs(workdir).empty  # refused before any run
