@@ -1,8 +1,8 @@
 """Services that tests (and benchmarks) start for real, each on 127.0.0.1, on a free port, with
 its data in a temporary directory, and stopped however the test ends: `mlflow server`, a
 PostgreSQL cluster from Debian's packages, an S3 store (moto), docker-compose.yml's team stack
-built from those three, and `mlflow models serve`. Where a system package is missing the test
-says so, and fails in CI (`CI=true`) or is skipped elsewhere."""
+built from those three, `mlflow models serve`, and a Ray cluster of local nodes. Where a system
+package is missing the test says so, and fails in CI (`CI=true`) or is skipped elsewhere."""
 
 from __future__ import annotations
 
@@ -366,3 +366,76 @@ def invoke(url: str, rows: pd.DataFrame) -> requests.Response:
     body = f'{{"dataframe_split": {rows.to_json(orient="split", index=False)}}}'
     return requests.post(f"{url}/invocations", data=body, timeout=60,
                          headers={"Content-Type": "application/json"})
+
+
+# Ray's ports that default to fixed numbers (a second cluster on the machine would collide).
+RAY_FIXED_PORTS = ("--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port")
+
+
+@dataclass
+class RayCluster:
+    address: str  # 127.0.0.1:<port>, for hydra.launcher.ray.init.address
+    home: Path  # the nodes' working and temporary directory
+
+
+@contextmanager
+def ray_cluster(nodes: int = 2, cpus: int = 1) -> Iterator[RayCluster]:
+    """A Ray cluster of `nodes` nodes on this machine, `cpus` CPUs each, started with `ray start`
+    as a user would (a head, then workers joining it), at 127.0.0.1:<port>. Its
+    processes run from a temporary directory, not the caller's (as on a real cluster); each
+    node's `ray start --block` is stopped with SIGTERM (Ray's own drain and shut-down of that
+    node's processes) however the caller ends: nothing else on the machine is touched.
+    Ray resolves 127.0.0.1 to the machine's address and binds its servers to every interface:
+    it has no loopback-only setting."""
+    home = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths have a limit
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    # Usage statistics off; the workers import this tree's pipeline, as the jobs' driver does.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    common = ["--block", f"--num-cpus={cpus}", "--object-store-memory=78643200",
+              "--disable-usage-stats"]
+    head = ["--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+            "--include-dashboard=false", f"--temp-dir={home}",
+            *(f"{flag}={free_port()}" for flag in RAY_FIXED_PORTS)]
+    started: list[subprocess.Popen] = []
+    try:
+        for number in range(nodes):
+            node = head if number == 0 else [f"--address={address}",
+                                             f"--dashboard-agent-listen-port={free_port()}"]
+            log_path = home / f"node-{number}.log"
+            with open(log_path, "wb") as log:
+                started.append(subprocess.Popen(
+                    ["ray", "start", *node, *common], cwd=home, env=env, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True))
+            _wait_ray_node(started[-1], log_path)
+        yield RayCluster(address, home)
+    finally:
+        for process in reversed(started):  # the workers first, the head last
+            _stop_ray_node(process)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _wait_ray_node(process: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
+    """Until `ray start --block` says that its node runs (it blocks from then on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"ray start exited with {process.returncode}:\n{tail(log_path)}")
+        if "block forever" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.25)
+    pytest.fail(f"ray node not started after {timeout:.0f} s:\n{tail(log_path)}")
+
+
+def _stop_ray_node(process: subprocess.Popen) -> None:
+    """SIGTERM to `ray start --block`, which drains its node and stops the node's processes;
+    SIGKILL to its process group if it lingers."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)

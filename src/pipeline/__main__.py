@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,10 @@ def main() -> None:
     (joblib), the runs those processes could not end are marked KILLED here.
     """
     stop_on_signals()
+    # conf/hydra/launcher/ray.yaml sets two of the Ray launcher's settings; Hydra merges it with
+    # the plugin's schema of the same name, as meant, and warns that it would rather not.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against "
+                            "ConfigStore schema", category=UserWarning)
     try:
         sys.argv[1:] = _nested_as_one_job(sys.argv[1:])
     except PipelineError as error:
@@ -57,6 +62,10 @@ def job(cfg: DictConfig) -> float:
     stop_on_signals()  # again: a joblib launcher runs the job in a worker process
     try:
         _check_settings(cfg)
+        if _in_sweep():
+            from pipeline.sweeps import check_sweep_cwd
+
+            check_sweep_cwd()
         if cfg.cv.get("outer") and _in_sweep():  # set in a config file rather than typed
             raise PipelineError(f"cv.outer={cfg.cv.outer} runs its search inside one job, not "
                                 "in a sweep: set it on the command line, without -m")

@@ -24,6 +24,9 @@ from pipeline.errors import PipelineError
 # this sweep's nor hide any that are.
 OUTCOMES = ".outcomes"
 OK = "ok"
+# The directory a Ray sweep was started from, given to its worker processes (see
+# conf/hydra/launcher/ray.yaml and `enter_sweep_cwd`).
+SWEEP_CWD = "PIPELINE_SWEEP_CWD"
 # This process's sweep, (tracking URI, sweep dir), once it has started.
 _sweep: tuple[str | None, str] | None = None
 
@@ -187,6 +190,7 @@ def end_interrupted_sweep() -> str | None:
 
     if _sweep is None:
         return None
+    _leave_ray()
     uri, directory = _sweep[0] or default_uri(), _sweep[1]
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None  # no job got as far as its store
@@ -209,6 +213,44 @@ def end_interrupted_sweep() -> str | None:
     else:
         what = f"{killed} job(s) it stopped ended KILLED"
     return f"sweep {directory}: {what} (their finished fold runs are kept), store {redact(uri)}"
+
+
+def enter_sweep_cwd() -> None:
+    """Ray's hook for each worker process of a sweep (conf/hydra/launcher/ray.yaml): Ray starts
+    its workers in the directory their node was started from; the jobs belong in the one the
+    sweep was started from, for a relative `hydra.sweep.dir`, the default store and relative
+    data paths. A node without that directory (another machine, no shared file system) stays
+    where it is, and each job there refuses to run (`check_sweep_cwd`)."""
+    import os
+
+    directory = os.environ.get(SWEEP_CWD)
+    if directory and os.path.isdir(directory):
+        os.chdir(directory)
+
+
+def _leave_ray() -> None:
+    """A Ray task runs on after its driver's Ctrl-C, until the driver leaves the cluster: then
+    Ray kills the workers of the driver's job. Left now (when the Ray launcher connected this
+    process), so that the runs of the jobs it stopped are marked KILLED here rather than left
+    RUNNING, and no job finishes or starts runs after the sweep said it stopped."""
+    ray = sys.modules.get("ray")  # never imported here for a sweep that did not use it
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+def check_sweep_cwd() -> None:
+    """A job of a Ray sweep on a node without the sweep's directory would leave its outputs
+    and the default store where nobody looks for them: it stops with a user mistake."""
+    import os
+    import socket
+
+    directory = os.environ.get(SWEEP_CWD)
+    if directory and not os.path.isdir(directory):
+        raise PipelineError(
+            f"this job runs on host {socket.gethostname()}, which has no directory {directory} "
+            "(where the sweep was started): share it with every Ray node, or run the sweep "
+            "with tracking.uri=http://<tracking server> and an absolute hydra.sweep.dir that "
+            "every node has")
 
 
 def _start(directory: str, key: str) -> None:

@@ -5,17 +5,33 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 # Tags of every run naming the process that made it (see `process_tags`).
 HOST_TAG, PID_TAG, PID_START_TAG, PID_SPACE_TAG = "host", "pid", "pid_start", "pid_namespace"
 
 
+# In a job that a Ray worker runs (hydra/launcher=ray): the Ray node it ran on.
+RAY_NODE_TAG = "ray_node"
+
+
 def process_tags() -> dict[str, str]:
     """What tells, later, whether the process making a run still lives: the host, the process
-    id, and when the process started (a pid alone may since belong to another process)."""
+    id, and when the process started (a pid alone may since belong to another process); in a
+    Ray worker, its Ray node too (several nodes may share a host)."""
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            PID_START_TAG: process_start(os.getpid()) or "", PID_SPACE_TAG: pid_namespace()}
+            PID_START_TAG: process_start(os.getpid()) or "", PID_SPACE_TAG: pid_namespace(),
+            **_ray_node()}
+
+
+def _ray_node() -> dict[str, str]:
+    """{RAY_NODE_TAG: node id} in a process connected to Ray; Ray is never imported here (a
+    second's import for every job that does not use it)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {RAY_NODE_TAG: ray.get_runtime_context().get_node_id()}
 
 
 def pid_namespace() -> str:
