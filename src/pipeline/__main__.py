@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import config_dir
-from pipeline.errors import PipelineError, exit_status, stop_on_signals
+from pipeline.errors import JobStopped, PipelineError, exit_status, stop_on_signals
 
 HELP = {"--help", "-h", "--hydra-help"}
 
@@ -52,7 +52,9 @@ def job(cfg: DictConfig) -> float:
 
     A user mistake (PipelineError) prints one `error: ` line and exits 1 (in a sweep the sweep
     goes on and lists it at the end; `HYDRA_FULL_ERROR=1` shows the traceback too). A stop
-    signal ends the job's runs and stops the sweep too (see `main`).
+    signal ends the job's runs and stops the sweep too (see `main`), except where the launcher
+    gave the job a process of its own (submitit): there it is that job's failure (`JobStopped`),
+    listed in the sweep's summary, and the other jobs go on.
     """
     stop_on_signals()  # again: a joblib launcher runs the job in a worker process
     try:
@@ -68,6 +70,10 @@ def job(cfg: DictConfig) -> float:
         if _in_sweep() or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(1)
+    except KeyboardInterrupt as interrupt:
+        if _in_sweep() and _own_process_per_job():
+            raise JobStopped.by(interrupt) from None
+        raise
 
 
 def _nested_as_one_job(args: list[str]) -> list[str]:
@@ -124,6 +130,15 @@ def _quick_help() -> Iterator[None]:
         yield
     finally:
         setattr(ConfigLoaderImpl, name, build)
+
+
+def _own_process_per_job() -> bool:
+    """Whether the sweep's launcher runs each job as a process of its own that hands back a
+    result (submitit, locally or on SLURM): an interrupt escaping the job would leave no result,
+    and the launcher would end the sweep with its traceback."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return "submitit" in str(HydraConfig.get().launcher.get("_target_", ""))
 
 
 def _in_sweep() -> bool:
