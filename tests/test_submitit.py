@@ -131,3 +131,21 @@ def test_stop_signals_under_submitit_local(workdir):
     assert (outcomes / "0.txt").read_text().startswith(
         "  #0 data=digits model=mlp") and "stopped by SIGTERM: partial results are in" in (
         outcomes / "0.txt").read_text()
+
+
+def test_an_interrupted_slurm_sweep_says_its_jobs_go_on(monkeypatch, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from pipeline import sweeps
+    from pipeline.config import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=submitit_slurm"], return_hydra_config=True)
+    # What the sweep's process knows once it started (OutputGuard), with no store at all:
+    # the SLURM jobs are the cluster's, and none of them is stopped or marked from here.
+    monkeypatch.setattr(sweeps, "_sweep", (f"sqlite:///{tmp_path / 'none.db'}", "multirun/x",
+                                           cfg.hydra.launcher._target_))
+    told = sweeps.end_interrupted_sweep()
+    assert told.startswith("sweep multirun/x: its SLURM jobs go on") and "scancel" in told
+    assert "multirun/x/.submitit" in told
+    assert not (tmp_path / "none.db").exists()

@@ -16,7 +16,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from pipeline.errors import JobStopped, PipelineError
-from pipeline.tracking.processes import process_start
 
 # Each job of a sweep records its outcome in one file per job number under the sweep's
 # directory: launchers that run jobs in other processes (joblib, SLURM) keep no callback
@@ -188,13 +187,18 @@ def _open_store(uri: str | None) -> None:
 def end_interrupted_sweep() -> str | None:
     """After a stop signal in a sweep's own process: the jobs that submitit_local left running
     are stopped, and the runs that its jobs' processes could not end (the joblib launcher kills
-    its workers) are marked KILLED. Says so, or None."""
+    its workers) are marked KILLED. Says so, or None. The jobs of a SLURM sweep are the
+    cluster's: they go on, and the line says so."""
     from pipeline.tracking.secrets import redact
     from pipeline.tracking.store import default_uri, open_client, sqlite_guard
 
     if _sweep is None:
         return None
     uri, directory, launcher = _sweep[0] or default_uri(), _sweep[1], _sweep[2]
+    if launcher.endswith("submitit_launcher.SlurmLauncher"):
+        return (f"sweep {directory}: its SLURM jobs go on (submitit leaves them queued and "
+                "running); stop them with scancel, their job ids are the folders of "
+                f"{directory}/.submitit")
     if launcher.endswith("submitit_launcher.LocalLauncher"):
         stop_local_jobs()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
@@ -229,6 +233,8 @@ def stop_local_jobs(wait: float = 30.0) -> list[int]:
     import os
     import signal
     import time
+
+    from pipeline.tracking.processes import process_start
 
     jobs = [job for controller in _children(os.getpid())
             if LOCAL_CONTROLLER in _command_line(controller) for job in _children(controller)]
