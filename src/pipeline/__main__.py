@@ -24,7 +24,8 @@ def main() -> None:
     Ctrl-C (SIGINT), SIGTERM or SIGHUP mark the runs in progress KILLED (the finished folds
     stay FINISHED), print where the partial results are, and exit with the shell's status
     for the signal: 130, 143, 129. In a sweep whose launcher ran the jobs in other processes
-    (joblib), the runs those processes could not end are marked KILLED here.
+    (joblib), the runs those processes could not end are marked KILLED here; submitit_local's
+    jobs, which would outlive this process, are stopped first.
     """
     stop_on_signals()
     try:
