@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import config_dir
-from pipeline.errors import PipelineError, exit_status, stop_on_signals
+from pipeline.errors import JobStopped, PipelineError, exit_status, stop_on_signals
 
 HELP = {"--help", "-h", "--hydra-help"}
 
@@ -25,7 +25,8 @@ def main() -> None:
     Ctrl-C (SIGINT), SIGTERM or SIGHUP mark the runs in progress KILLED (the finished folds
     stay FINISHED), print where the partial results are, and exit with the shell's status
     for the signal: 130, 143, 129. In a sweep whose launcher ran the jobs in other processes
-    (joblib), the runs those processes could not end are marked KILLED here.
+    (joblib), the runs those processes could not end are marked KILLED here; submitit_local's
+    jobs, which would outlive this process, are stopped first.
     """
     stop_on_signals()
     # conf/hydra/launcher/ray.yaml sets two of the Ray launcher's settings; Hydra merges it with
@@ -57,7 +58,9 @@ def job(cfg: DictConfig) -> float:
 
     A user mistake (PipelineError) prints one `error: ` line and exits 1 (in a sweep the sweep
     goes on and lists it at the end; `HYDRA_FULL_ERROR=1` shows the traceback too). A stop
-    signal ends the job's runs and stops the sweep too (see `main`).
+    signal ends the job's runs and stops the sweep too (see `main`), except where the launcher
+    gave the job a process of its own (submitit): there it is that job's failure (`JobStopped`),
+    listed in the sweep's summary, and the other jobs go on.
     """
     stop_on_signals()  # again: a joblib launcher runs the job in a worker process
     try:
@@ -77,6 +80,10 @@ def job(cfg: DictConfig) -> float:
         if _in_sweep() or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         sys.exit(1)
+    except KeyboardInterrupt as interrupt:
+        if _in_sweep() and _own_process_per_job():
+            raise JobStopped.by(interrupt) from None
+        raise
 
 
 def _nested_as_one_job(args: list[str]) -> list[str]:
@@ -133,6 +140,15 @@ def _quick_help() -> Iterator[None]:
         yield
     finally:
         setattr(ConfigLoaderImpl, name, build)
+
+
+def _own_process_per_job() -> bool:
+    """Whether the sweep's launcher runs each job as a process of its own that hands back a
+    result (submitit, locally or on SLURM): an interrupt escaping the job would leave no result,
+    and the launcher would end the sweep with its traceback."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return "submitit" in str(HydraConfig.get().launcher.get("_target_", ""))
 
 
 def _in_sweep() -> bool:

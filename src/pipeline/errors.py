@@ -37,6 +37,20 @@ class Interrupted(KeyboardInterrupt):
         return type(self), (self.where, self.signum)
 
 
+class JobStopped(Exception):
+    """A job of a sweep stopped by a signal in a process that its launcher started for it
+    alone (submitit: SLURM's `scancel`, a preemption, a Ctrl-C): that job's failure, which the
+    sweep's summary lists, rather than an interrupt, which would leave the launcher without the
+    job's result and end the whole sweep with its traceback."""
+
+    @classmethod
+    def by(cls, interrupt: KeyboardInterrupt) -> JobStopped:
+        """The failure saying which signal stopped the job and where its partial results are
+        (its message alone travels back to the sweep's process)."""
+        where = getattr(interrupt, "where", "") or "no MLflow run was in progress"
+        return cls(f"stopped by {signal.Signals(signal_of(interrupt)).name}: {where}")
+
+
 def signal_of(interrupt: KeyboardInterrupt) -> int:
     """The signal behind an interrupt: Python's own Ctrl-C handler raises a plain
     KeyboardInterrupt, ours an `Interrupted` carrying its signal."""

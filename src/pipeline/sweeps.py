@@ -4,6 +4,7 @@ output directory can be made, and no log line shows a password."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import traceback
@@ -14,7 +15,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from pipeline.errors import PipelineError
+from pipeline.errors import JobStopped, PipelineError
 
 # Each job of a sweep records its outcome in one file per job number under the sweep's
 # directory: launchers that run jobs in other processes (joblib, SLURM) keep no callback
@@ -27,8 +28,11 @@ OK = "ok"
 # The directory a Ray sweep was started from, given to its worker processes (see
 # conf/hydra/launcher/ray.yaml and `enter_sweep_cwd`).
 SWEEP_CWD = "PIPELINE_SWEEP_CWD"
-# This process's sweep, (tracking URI, sweep dir), once it has started.
-_sweep: tuple[str | None, str] | None = None
+# This process's sweep, (tracking URI, sweep dir, launcher), once it has started.
+_sweep: tuple[str | None, str, str] | None = None
+# The module submitit_local runs each job's controller as: the controller outlives the sweep's
+# process, and its job (a child of it) with it.
+LOCAL_CONTROLLER = b"submitit.local._local"
 
 
 class SweepSummary(Callback):
@@ -59,7 +63,7 @@ class SweepSummary(Callback):
             return
         error = job_return._return_value
         kind = ""
-        if not isinstance(error, PipelineError):
+        if not isinstance(error, PipelineError | JobStopped):
             traceback.print_exception(error, file=sys.stderr)  # a bug: show where
             kind = f"{type(error).__name__}: "
         message = " ".join(str(error).split())
@@ -142,8 +146,9 @@ class OutputGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _start(config.hydra.sweep.dir, "hydra.sweep.dir")
         global _sweep
-        _sweep = (config.tracking.uri, str(config.hydra.sweep.dir))
-        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        _sweep = (config.tracking.uri, str(config.hydra.sweep.dir), launcher)
+        if "joblib" in launcher:
             # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
             # takes seconds: spent now (the sweep's summary needs it anyway), not when an
             # interrupted sweep must end its runs.
@@ -183,15 +188,23 @@ def _open_store(uri: str | None) -> None:
 
 
 def end_interrupted_sweep() -> str | None:
-    """After a stop signal in a sweep's own process: the runs that its jobs' processes could
-    not end (the joblib launcher kills its workers) are marked KILLED. Says so, or None."""
+    """After a stop signal in a sweep's own process: the jobs that submitit_local left running
+    are stopped, and the runs that its jobs' processes could not end (the joblib launcher kills
+    its workers) are marked KILLED. Says so, or None. The jobs of a SLURM sweep are the
+    cluster's: they go on, and the line says so."""
     from pipeline.tracking.secrets import redact
     from pipeline.tracking.store import default_uri, open_client, sqlite_guard
 
     if _sweep is None:
         return None
     _leave_ray()
-    uri, directory = _sweep[0] or default_uri(), _sweep[1]
+    uri, directory, launcher = _sweep[0] or default_uri(), _sweep[1], _sweep[2]
+    if launcher.endswith("submitit_launcher.SlurmLauncher"):
+        return (f"sweep {directory}: its SLURM jobs go on (submitit leaves them queued and "
+                "running); stop them with scancel, their job ids are the folders of "
+                f"{directory}/.submitit")
+    if launcher.endswith("submitit_launcher.LocalLauncher"):
+        stop_local_jobs()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None  # no job got as far as its store
     from pipeline.doctor import end_sweep, stopped_jobs
@@ -251,6 +264,45 @@ def check_sweep_cwd() -> None:
             "(where the sweep was started): share it with every Ray node, or run the sweep "
             "with tracking.uri=http://<tracking server> and an absolute hydra.sweep.dir that "
             "every node has")
+
+
+def stop_local_jobs(wait: float = 30.0) -> list[int]:
+    """submitit_local's job controllers outlive the sweep's process: a stop signal sent to it
+    alone (`kill`, `timeout`), not to its process group as Ctrl-C is, would leave its jobs
+    running unattended. Each job still running gets SIGINT, as Ctrl-C would give it (its runs
+    end KILLED, its controller exits quietly), and is waited for (at most `wait` seconds).
+    Their process ids; none where /proc does not list a process's children (not Linux)."""
+    import os
+    import signal
+    import time
+
+    from pipeline.tracking.processes import process_start
+
+    jobs = [job for controller in _children(os.getpid())
+            if LOCAL_CONTROLLER in _command_line(controller) for job in _children(controller)]
+    for job in jobs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job, signal.SIGINT)
+    deadline = time.monotonic() + wait
+    while any(process_start(job) is not None for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return jobs
+
+
+def _children(pid: int) -> list[int]:
+    """The processes that `pid` started, as Linux's /proc lists them."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in children.read_text().split()]
+    return found
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
 
 
 def _start(directory: str, key: str) -> None:

@@ -27,12 +27,12 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
-from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.strategies import ParallelStrategy, SingleDeviceStrategy
 from lightning.pytorch.trainer.connectors import callback_connector as _callback_connector
 from lightning.pytorch.trainer.states import TrainerStatus
 from torch import nn
 
-from pipeline import threads
+from pipeline import distributed, threads
 from pipeline.errors import PipelineError
 from pipeline.models.heads import Head
 
@@ -526,6 +526,8 @@ def make_trainer(spec: TrainSpec, monitor: str) -> pl.Trainer:
             trainer = pl.Trainer(**kwargs)
     except Exception as error:  # noqa: BLE001 - Lightning's refusals have no common type
         raise PipelineError(_refusal(kwargs, _user_arguments(spec), error)) from error
+    if isinstance(trainer.strategy, ParallelStrategy):
+        distributed.check_processes(trainer.num_devices, trainer.num_nodes)
     if spec.optimizer == "lbfgs":
         _check_lbfgs_trainer(trainer)
     return trainer
