@@ -12,28 +12,17 @@ machine's load average before and after (the nodes share its cores with whatever
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.services: the cluster the tests start
 
+from benchmarks.bench_sweep import sweep  # noqa: E402
 from tests.services import ray_cluster  # noqa: E402
 
 JOBS = ["data=breast_cancer", "model=knn,decision_tree,svm,random_forest", "plots=false"]
-
-
-def sweep(*launcher: str) -> float:
-    """Wall seconds of `python -m pipeline -m JOBS` from a fresh directory."""
-    workdir = tempfile.mkdtemp(prefix="bench-ray-")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline", "-m", *JOBS, *launcher], cwd=workdir,
-                   env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
 
 
 def load() -> str:
@@ -47,8 +36,9 @@ def main() -> None:
     started = time.perf_counter()
     with ray_cluster(nodes=2, cpus=1) as cluster:
         print(f"  2 Ray nodes started in {time.perf_counter() - started:.1f} s")
-        on_ray = sweep("hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}")
-    basic = sweep()
+        on_ray = sweep(JOBS, "hydra/launcher=ray",
+                      f"hydra.launcher.ray.init.address={cluster.address}")
+    basic = sweep(JOBS)
     print(f"  basic launcher          {basic:6.1f} s   {basic / 4:5.2f} s per job")
     print(f"  Ray, 2 nodes x 1 CPU    {on_ray:6.1f} s   {on_ray / 4:5.2f} s per job   "
           f"basic / Ray {basic / on_ray:.2f}x")
