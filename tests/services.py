@@ -369,6 +369,8 @@ def invoke(url: str, rows: pd.DataFrame) -> requests.Response:
 
 
 # Ray's ports that default to fixed numbers (a second cluster on the machine would collide).
+# The store that the Ray nodes' environment names, in their directory: no sweep may use it.
+NODE_STORE = "node-store.db"
 RAY_FIXED_PORTS = ("--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port")
 
 
@@ -392,7 +394,10 @@ def ray_cluster(nodes: int = 2, cpus: int = 1) -> Iterator[RayCluster]:
     address = f"127.0.0.1:{port}"
     src = str(Path(__file__).resolve().parents[1] / "src")
     # Usage statistics off; the workers import this tree's pipeline, as the jobs' driver does.
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+    # The nodes' own environment names a store of theirs (as a shell on a cluster machine may):
+    # a sweep's jobs must still use the sweep's store, never this one (`node_store`).
+    env = {**outer_env(), "RAY_USAGE_STATS_ENABLED": "0",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{home / NODE_STORE}",
            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     common = ["--block", f"--num-cpus={cpus}", "--object-store-memory=78643200",
               "--disable-usage-stats"]

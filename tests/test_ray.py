@@ -18,7 +18,7 @@ import pytest
 from pipeline.sweeps import SWEEP_CWD
 from pipeline.tracking.processes import PID_START_TAG, PID_TAG, RAY_NODE_TAG, process_start
 from tests.conftest import all_runs, children, parents
-from tests.services import RayCluster, ray_cluster
+from tests.services import NODE_STORE, RayCluster, ray_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,7 @@ def test_a_sweep_runs_its_jobs_on_both_ray_nodes(workdir, cluster):
     assert "Traceback" not in err
     runs = all_runs(workdir)  # the store of the directory the sweep was started from
     assert not (cluster.home / "outputs").exists()  # not the nodes' own directory
+    assert not (cluster.home / NODE_STORE).exists()  # nor the store their environment names
     assert set(runs["status"]) == {"FINISHED"}
     top = parents(runs)
     assert sorted(top["tags.model"]) == ["decision_tree", "knn", "naive_bayes"]
