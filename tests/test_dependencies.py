@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OWN = {"pipeline", "tests", "__future__"}
+OWN = {"pipeline", "tests", "benchmarks", "__future__"}
 
 
 def normalized(requirement: str) -> str:
