@@ -163,18 +163,11 @@ class OptunaSweeper(Sweeper):
 
 
 def _shown(storage: str | None) -> str:
-    """The storage URL fit to print: its password hidden."""
-    if storage is None:
-        return "memory"
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The storage URL fit to print: its password hidden, as the pipeline hides a tracking
+    URI's."""
+    from pipeline.tracking.secrets import redact
 
-    try:
-        return make_url(storage).render_as_string(hide_password=True)
-    except ArgumentError:
-        from pipeline.tracking.secrets import scrub
-
-        return scrub(storage)
+    return "memory" if storage is None else redact(storage)
 
 
 def _refuse(message: str) -> NoReturn:
