@@ -12,7 +12,7 @@ a warm-up job first pays for the imports and the store's creation, which no timi
 What each side of the forest rows does, timed from its specification in hand to its scores:
 `cross_validate(Pipeline([StandardScaler, RandomForestClassifier(random_state=42)]), X, y,
 cv=StratifiedKFold(5, shuffle=True, random_state=42), scoring=<the same six metrics>,
-return_train_score=True, n_jobs=2)` against `pipeline.runner.run(cfg)` on the composed config
+return_train_score=True, n_jobs=2)` against `pipeline.entry.run(cfg)` on the composed config
 of `data=breast_cancer model=random_forest cv.n_jobs=2`: the same splits, pipeline and six
 metrics on train and test (its test accuracies are checked equal fold by fold), plus its own
 preprocessing (median imputation before the scaling), checks, and the tracking: a parent run
@@ -44,7 +44,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import config_dir
-from pipeline.runner import run
+from pipeline.entry import run
 from pipeline.tracking import Tracker
 
 REPEATS = 5

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_defaults.py [--only NAME ...] [--set KEY=VALUE ...]
 
 For every data set and every torch model that fits its task, one 5-fold job through the real
-pipeline (the config composed with Hydra's compose API, `pipeline.runner.run`, `plots=false
+pipeline (the config composed with Hydra's compose API, `pipeline.entry.run`, `plots=false
 refit=false`, MLflow tracking into a temporary SQLite store, `trainer=cpu`) and the scikit-learn
 reference cross-validated on the same folds: `cross_validate(Pipeline([StandardScaler(), ref]),
 X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed))` (`KFold` for regression), as
@@ -54,9 +54,11 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from pipeline import data  # noqa: E402
 from pipeline.config import config_dir  # noqa: E402
-from pipeline.runner import run  # noqa: E402
+from pipeline.entry import (
+    describe,  # noqa: E402
+    run,  # noqa: E402
+)
 
 SEED = 42
 N_SPLITS = 5
@@ -175,7 +177,7 @@ def main() -> None:
     for case in cases(tables):
         if args.only and case.name not in args.only:
             continue
-        dataset = data.load(compose_cfg([*case.overrides, *common]).data)
+        _, dataset, _ = describe(compose_cfg([*case.overrides, *common]))
         X, y = dataset.X.to_numpy(dtype=float), dataset.y.to_numpy()
         shape = f"{X.shape[0]}x{X.shape[1]}"
         for model in case.models:

@@ -36,7 +36,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import config_dir
-from pipeline.runner import run
+from pipeline.entry import run
 
 SEED = 42
 

@@ -84,7 +84,7 @@ def pipeline_case(model: str, rows: int, *extra: str) -> dict:
     from hydra import compose, initialize_config_dir
 
     from pipeline.config import config_dir
-    from pipeline.runner import run
+    from pipeline.entry import run
 
     source = ["data=synthetic", f"data.n_samples={rows}", f"data.n_features={FEATURES}"]
     if any(e.startswith("data.path=") for e in extra):

@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline import threads
 from pipeline.config import config_dir
-from pipeline.runner import run
+from pipeline.entry import run
 
 SEED = 42
 DEFAULT_THREADS = torch.get_num_threads()

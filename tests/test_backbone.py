@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from pipeline.runner import run
+from pipeline.entry import describe, run
 from tests.conftest import all_runs, children, parents, store_uri
 
 
@@ -115,10 +115,11 @@ def test_every_cv_scheme_makes_its_folds(make_cfg, workdir, data, cv, n_folds):
 
 
 def test_timeseries_tests_after_training(make_cfg):
-    from pipeline import cv, data
+    from pipeline import cv
 
     cfg = make_cfg("data=diabetes", "cv=timeseries")
-    for fold in cv.split(cfg.cv, data.load(cfg.data)):
+    job, dataset, _ = describe(cfg)
+    for fold in cv.split(job.scheme, dataset):
         assert fold.train.max() < fold.test.min()
 
 
@@ -140,11 +141,11 @@ def test_group_kfold_keeps_groups_apart(make_cfg, workdir):
     frame.to_csv(workdir / "iris_groups.csv", index=False)
     cfg = make_cfg("data=csv", "data.path=iris_groups.csv", "data.target=target",
                    "data.groups=plot", "cv=group_kfold", "model=knn")
-    from pipeline import cv, data
+    from pipeline import cv
 
-    dataset = data.load(cfg.data)
+    job, dataset, _ = describe(cfg)
     assert "plot" not in dataset.X.columns
-    for fold in cv.split(cfg.cv, dataset):
+    for fold in cv.split(job.scheme, dataset):
         train_groups = set(dataset.groups.iloc[fold.train])
         assert train_groups.isdisjoint(dataset.groups.iloc[fold.test])
     assert len(run(cfg).folds) == 5

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.entry import run
 from pipeline.models import batched
 from pipeline.models.neural import (
     LinearRegression,
@@ -22,7 +23,6 @@ from pipeline.models.neural import (
     MLPRegressor,
     SoftmaxRegression,
 )
-from pipeline.runner import run
 from tests.conftest import all_runs, assert_refused_before_any_work, children, parents
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks (see conftest)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.runner import run
+from pipeline.entry import run
 from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 

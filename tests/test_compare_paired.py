@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from pipeline import compare, cv, runner, stats
+from pipeline import compare, cv, entry, stats
 from tests.conftest import all_runs, parents, store_uri
 
 # Fixed fold scores: 2 repeats x 5 folds of two classifiers.
@@ -121,10 +121,10 @@ def test_against_a_sweep_tells_a_real_difference_from_noise(make_cfg, workdir, c
     on other folds (another `seed`) is refused in one line."""
     quick = ("data=iris", "plots=false", "refit=false")
     forest = ("model=random_forest", "model.n_estimators=10")
-    reference = runner.run(make_cfg(*quick, *forest))
-    stump = runner.run(make_cfg(*quick, "model=decision_tree", "model.max_depth=1"))
-    reseeded = runner.run(make_cfg(*quick, *forest, "model.random_state=7"))
-    other_folds = runner.run(make_cfg(*quick, *forest, "seed=7"))
+    reference = entry.run(make_cfg(*quick, *forest))
+    stump = entry.run(make_cfg(*quick, "model=decision_tree", "model.max_depth=1"))
+    reseeded = entry.run(make_cfg(*quick, *forest, "model.random_state=7"))
+    other_folds = entry.run(make_cfg(*quick, *forest, "seed=7"))
     jobs = parents(all_runs(workdir)).set_index("run_id")
     assert set(jobs["tags.fold_repeats"]) == {"1"}
     assert jobs.loc[stump.run_id, "tags.folds"] == jobs.loc[reference.run_id, "tags.folds"]

@@ -17,8 +17,8 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from pipeline import cv
 from pipeline.data import BUNDLED, bundled, table
+from pipeline.entry import describe, run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from tests.conftest import all_runs, assert_refused_before_any_work, store_uri
 
 N = 60
@@ -178,7 +178,7 @@ def test_training_part_of_one_class_is_refused_before_any_run(make_cfg, workdir,
 
 def test_leave_one_out_warns_once_that_roc_auc_is_undefined_in_every_fold(make_cfg):
     dataset = bundled("iris")
-    folds = cv.split(make_cfg("cv=loocv").cv, dataset)
+    folds = cv.split(describe(make_cfg("cv=loocv"))[0].scheme, dataset)
     [note] = folds.notes
     assert "test part of every fold (150)" in note and "test_roc_auc is undefined" in note
 
@@ -224,5 +224,6 @@ def test_bundled_data_sets_trip_no_check(make_cfg, workdir, name):
     assert dataset.task == BUNDLED[name][1]
     assert dataset.X.shape == (len(frame), frame.shape[1] - 1)
     assert not [note for note in dataset.notes if note.startswith("warning:")]
-    assert cv.split(make_cfg().cv, dataset).notes == ()
-    assert cv.split(make_cfg().cv, bundled(name)).notes == ()
+    scheme = describe(make_cfg())[0].scheme
+    assert cv.split(scheme, dataset).notes == ()
+    assert cv.split(scheme, bundled(name)).notes == ()

@@ -17,8 +17,8 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import StratifiedKFold
 
 from pipeline import checks, tracking
+from pipeline.entry import run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from pipeline.sweeps import mark_best
 from tests.conftest import all_runs, assert_refused_before_any_work, parents
 
@@ -144,7 +144,7 @@ def test_limits_are_exact_at_the_limit_the_job_runs(make_cfg, workdir):
 
 @pytest.mark.parametrize("seed", [0, 2**32 - 1])
 def test_every_seed_numpy_accepts_passes(seed, make_cfg):
-    checks.seed(make_cfg(f"seed={seed}"))  # seed=0 is a seed, not "no seed"
+    checks.seed(make_cfg(f"seed={seed}").seed)  # seed=0 is a seed, not "no seed"
 
 
 def test_batch_larger_than_the_training_part_is_the_whole_part(make_cfg, workdir):

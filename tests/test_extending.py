@@ -18,10 +18,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import metrics, tasks
+from pipeline import metrics
 from pipeline.config import config_dir
+from pipeline.entry import describe, run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from tests.conftest import all_runs, children, parents
 
 QUIET = ["plots=false", "refit=false"]
@@ -181,15 +181,17 @@ def test_the_registry_knows_every_configured_metric_and_its_direction(make_cfg):
     (["data=diabetes", "model=random_forest"], "regression"),
     (["data=iris", "model=kmeans"], "clustering"),
     (["data=wine", "model=hierarchical"], "clustering"),
-    (["data=iris", "model=knn", "data.task=clustering"], "clustering"),
 ])
 def test_the_task_is_decided_from_data_and_model_family(make_cfg, overrides, task):
-    from pipeline import data
+    job, _, decided = describe(make_cfg(*overrides))
+    assert decided.name == task and job.task == task
+    assert job.config["data"]["task"] == task  # the logged params follow the decided task
 
-    cfg = make_cfg(*overrides)
-    decided = tasks.decide(data.load(cfg.data), cfg.model)
-    assert decided.name == task
-    assert tasks.configure(cfg, decided).data.task == task
+
+def test_a_model_without_a_form_for_the_datas_task_is_refused_naming_those_that_fit(make_cfg):
+    with pytest.raises(PipelineError, match="model=knn cannot do clustering; models that can: "
+                                            "hierarchical, kmeans"):
+        describe(make_cfg("data=iris", "model=knn", "data.task=clustering"))
 
 
 def test_a_job_never_writes_into_the_users_config(make_cfg, workdir):

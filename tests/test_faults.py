@@ -17,7 +17,8 @@ import mlflow
 import pytest
 from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-from pipeline import compare, runner, tracking
+from pipeline import compare, tracking
+from pipeline import entry as job_entry
 from pipeline.errors import PipelineError
 from tests.conftest import all_runs, children, parents, store_uri
 from tests.services import mlflow_server
@@ -46,7 +47,7 @@ def test_disk_full_while_writing_artifacts_keeps_finished_folds(make_cfg, workdi
 
     monkeypatch.setattr(LocalArtifactRepository, "log_artifact", log_artifact)
     with pytest.raises(tracking.TrackingFailure) as raised:
-        runner.run(cfg)
+        job_entry.run(cfg)
     line = str(raised.value)
     print(line)
     assert "\n" not in line
@@ -80,8 +81,8 @@ def server_leader(backend: Path) -> int:
 
 KILL_AT_FOLD_3 = textwrap.dedent("""
     import os, signal, sys, time
-    from pipeline import runner
-    fold = runner._fold
+    from pipeline import engine
+    fold = engine._fold
 
     def killing(i, *args, **kwargs):
         if i == 3:  # the server dies between fold 2 and fold 3
@@ -89,7 +90,7 @@ KILL_AT_FOLD_3 = textwrap.dedent("""
             print(f"killed at {time.time()}", flush=True)
         return fold(i, *args, **kwargs)
 
-    runner._fold = killing
+    engine._fold = killing
     from pipeline.__main__ import main
     sys.argv = ["pipeline", *sys.argv[1:]]
     main()
@@ -163,7 +164,7 @@ def test_a_store_that_is_not_mlflows_is_refused_and_left_untouched(make_cfg, wor
     uri = make(target)
     before = files(workdir)
     with pytest.raises(PipelineError) as raised:
-        runner.run(make_cfg(*QUICK, f"tracking.uri={uri}"))
+        job_entry.run(make_cfg(*QUICK, f"tracking.uri={uri}"))
     line = str(raised.value)
     print(line)
     assert "\n" not in line and "is not an MLflow store" in line and "left untouched" in line
@@ -184,7 +185,7 @@ def newer_store(tmp_path_factory) -> Path:
 def test_a_store_written_by_a_newer_mlflow_is_refused_not_migrated(make_cfg, newer_store, capsys):
     uri = f"sqlite:///{newer_store}"
     with pytest.raises(PipelineError) as raised:
-        runner.run(make_cfg(*QUICK, f"tracking.uri={uri}"))
+        job_entry.run(make_cfg(*QUICK, f"tracking.uri={uri}"))
     line = str(raised.value)
     print(line)
     assert "written by a newer MLflow (schema revision f00dfeedbeef" in line

@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
 
 from pipeline import cv, preprocessing
 from pipeline.data import table
 from pipeline.errors import PipelineError
+from pipeline.spec import Component, Scheme
 
 EXAMPLES = 400
-KFOLD = OmegaConf.create({"_target_": "pipeline.cv.kfold", "name": "kfold", "n_splits": 3,
-                          "shuffle": True, "stratify": True, "random_state": 0})
+KFOLD = Scheme(Component("cv", "kfold", "pipeline.cv.kfold",
+                         {"n_splits": 3, "shuffle": True, "stratify": True, "random_state": 0}))
 # float32's range: beyond it a float64 column's variance is no longer finite.
 FINITE = st.floats(min_value=-3e38, max_value=3e38, allow_nan=False, allow_infinity=False)
 SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300])

@@ -183,7 +183,7 @@ def test_exception_in_a_fold_fails_it_and_the_parent_keeps_the_rest(make_cfg, wo
     FAILED with the message recorded on both, no fold 4."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    from pipeline.runner import run
+    from pipeline.entry import run
 
     calls = {"n": 0}
     fit = KNeighborsClassifier.fit

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from pipeline import compare, data
-from pipeline.runner import run
+from pipeline.entry import run
 from tests.conftest import all_runs, children, store_uri
 
 QUICK = ("model=knn", "cv.n_splits=2", "plots=false", "refit=false")

@@ -69,7 +69,7 @@ def test_doctor_marks_the_orphans_killed_with_the_reason(orphaned, workdir, caps
 
 
 def test_next_job_marks_them_and_resume_does_not_count_them_done(orphaned, workdir, make_cfg):
-    from pipeline.runner import run
+    from pipeline.entry import run
 
     run(make_cfg("data=digits", "model=knn", "cv.n_splits=2", "resume=true",
                  "++plots=false", "++refit=false"))

@@ -22,7 +22,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.runner import run
+from pipeline.entry import run
 from tests.conftest import all_runs, assert_refused_before_any_work, children, parents, store_uri
 
 QUICK = ["plots=false", "refit=false"]

@@ -12,8 +12,8 @@ from PIL import Image
 from sklearn import datasets
 
 from pipeline import plots, tracking
+from pipeline.entry import run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from tests.conftest import all_runs, children, store_uri
 
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from sklearn import datasets
 
 from pipeline import predict, tracking
-from pipeline.runner import run
+from pipeline.entry import run
 from tests.conftest import all_runs, command_in_process, parents, store_uri
 
 

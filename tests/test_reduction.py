@@ -8,8 +8,8 @@ from mlflow import MlflowClient
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-from pipeline import cv, data, preprocessing
-from pipeline.runner import run
+from pipeline import cv, preprocessing
+from pipeline.entry import describe, run
 from tests.conftest import all_runs, assert_refused_before_any_work, children, store_uri
 
 
@@ -43,9 +43,9 @@ def test_reduction_never_sees_the_test_fold(make_cfg, reduce):
     from sklearn.base import clone
 
     cfg = make_cfg("data=wine", f"preprocess.reduce={reduce}", "preprocess.n_components=2")
-    dataset = data.load(cfg.data)
+    job, dataset, _ = describe(cfg)
     template = preprocessing.build(dataset, reduce=reduce, n_components=2)
-    for fold in cv.split(cfg.cv, dataset)[:2]:
+    for fold in cv.split(job.scheme, dataset)[:2]:
         X_train, y_train = dataset.X.iloc[fold.train], dataset.y.iloc[fold.train]
         fitted = clone(template).fit(X_train, y_train)
         scaled = fitted.named_steps["columns"].transform(X_train)

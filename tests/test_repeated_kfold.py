@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 from sklearn import datasets
 from sklearn.model_selection import (
     RepeatedKFold,
@@ -22,9 +21,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import cv, data, report, tasks
+from pipeline import cv, report
+from pipeline.entry import describe, run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from tests.conftest import all_runs, children, parents
 
 QUICK = ["plots=false", "refit=false"]
@@ -68,8 +67,8 @@ def test_scores_equal_cross_validate_in_turn_and_in_workers_and_resume_reuses_th
 
 def test_split_stratifies_where_there_are_classes_and_checks_class_sizes(make_cfg):
     cfg = make_cfg("data=diabetes", "cv=repeated_kfold", "cv.n_repeats=3")
-    dataset = data.load(cfg.data)
-    folds = cv.split(cfg.cv, dataset)
+    job, dataset, _ = describe(cfg)
+    folds = cv.split(job.scheme, dataset)
     expected = RepeatedKFold(n_splits=5, n_repeats=3, random_state=42).split(dataset.X)
     assert folds.repeats == 3 and len(folds) == 15
     for fold, (train, test) in zip(folds, expected, strict=True):
@@ -78,22 +77,25 @@ def test_split_stratifies_where_there_are_classes_and_checks_class_sizes(make_cf
     assert folds.position(6) == (2, 1) and folds.run_name(15) == "repeat-3/fold-5"
 
     cfg = make_cfg("data=iris", "cv=repeated_kfold", "cv.n_repeats=2", "cv.stratify=false")
-    iris = data.load(cfg.data)
+    job, iris, _ = describe(cfg)
     unstratified = RepeatedKFold(n_splits=5, n_repeats=2, random_state=42).split(iris.X)
-    for fold, (train, _) in zip(cv.split(cfg.cv, iris), unstratified, strict=True):
+    for fold, (train, _) in zip(cv.split(job.scheme, iris), unstratified, strict=True):
         np.testing.assert_array_equal(fold.train, train)
 
+    def scheme_of(*overrides: str):
+        return describe(make_cfg(*overrides))[0].scheme
+
     with pytest.raises(PipelineError, match=r"cv.n_splits=51: class\(es\) .* fewer rows than"):
-        cv.split(make_cfg("data=iris", "cv=repeated_kfold", "cv.n_splits=51").cv, iris)
+        cv.split(scheme_of("data=iris", "cv=repeated_kfold", "cv.n_splits=51"), iris)
     with pytest.raises(PipelineError, match="cv.n_repeats must be an integer of at least 1"):
-        cv.split(make_cfg("data=iris", "cv=repeated_kfold", "cv.n_repeats=0").cv, iris)
+        cv.split(scheme_of("data=iris", "cv=repeated_kfold", "cv.n_repeats=0"), iris)
     # One round is k-fold, named as k-fold's runs are; repeated holdout's splits are folds.
-    once = cv.split(make_cfg("data=iris", "cv=repeated_kfold", "cv.n_repeats=1").cv, iris)
+    once = cv.split(scheme_of("data=iris", "cv=repeated_kfold", "cv.n_repeats=1"), iris)
     assert once.repeats == 1 and once.run_name(5) == "fold-5"
     for fold, (train, _) in zip(once, StratifiedKFold(5, shuffle=True, random_state=42).split(
             iris.X, iris.y), strict=True):
         np.testing.assert_array_equal(fold.train, train)
-    assert cv.split(make_cfg("data=iris", "cv=repeated_holdout").cv, iris).repeats == 1
+    assert cv.split(scheme_of("data=iris", "cv=repeated_holdout"), iris).repeats == 1
 
 
 def test_table_of_many_folds_shows_each_repeats_mean(caplog):
@@ -124,9 +126,8 @@ def test_table_of_many_folds_shows_each_repeats_mean(caplog):
 
     result = report.Result(table, summary, "test_accuracy", "wine", "0" * 32, "sqlite:///x",
                            repeats=10)
-    cfg = OmegaConf.create({"model": {"name": "knn"}, "cv": {"name": "repeated_kfold"}})
     caplog.set_level(logging.INFO, logger="pipeline")
-    report.print_result(result, SimpleNamespace(name="wine"), cfg)  # not a terminal: logged
+    report.print_result(result, SimpleNamespace(name="wine"), "knn", "repeated_kfold")  # logged
     assert ("knn on wine, cv=repeated_kfold, 50 fold(s) (10 repeats of 5; a row per repeat: the "
             "mean of its folds; per-fold rows in the run's folds.csv)") in caplog.text
     assert "repeat-10 " in caplog.text
@@ -176,12 +177,10 @@ def test_batched_memory_estimate_counts_the_folds_of_every_repeat(make_cfg, monk
     from pipeline.models import batched
 
     cfg = make_cfg(*BATCHED)
-    dataset = data.load(cfg.data)
-    task = tasks.decide(dataset, cfg.model)
-    job = tasks.configure(cfg, task)
+    job, dataset, task = describe(cfg)
     template = Pipeline([("scale", StandardScaler()),
                          ("model", models.build(job.model, dataset, task))])
-    folds = cv.split(job.cv, dataset, task)
+    folds = cv.split(job.scheme, dataset, task)
     one_repeat = sum(len(fold.train) for fold in folds[:2]) * dataset.X.shape[1] * 4 * 3
     monkeypatch.setattr(batched, "MAX_STACKED_BYTES", one_repeat)
     assert batched.decide("auto", template, folds[:2], dataset, task)

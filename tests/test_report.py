@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import report
+from pipeline.entry import describe
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 FOLD_ROW = re.compile(r"^fold-(\d)\s+(\d\.\d{3}\s+){6}\d\.\d{3}\s+\d\.\d{3}$", re.MULTILINE)
@@ -64,9 +65,9 @@ def test_terminal_gets_a_config_tree_and_a_rich_table(workdir):
 
 
 def test_config_summary_is_short_and_hides_passwords(make_cfg):
-    cfg = make_cfg("data=wine", "model=mlp", "tracking.uri=http://ann:s3cret@mlflow:5000")
-    cfg.data.task = "classification"
-    summary = {group: (option, keys) for group, option, keys in report.config_summary(cfg)}
+    job, _, _ = describe(make_cfg("data=wine", "model=mlp",
+                                  "tracking.uri=http://ann:s3cret@mlflow:5000"))
+    summary = {group: (option, keys) for group, option, keys in report.config_summary(job)}
     assert list(summary) == ["data", "model", "preprocess", "cv", "trainer", "tracking", "job"]
     option, keys = summary["model"]
     assert option == "mlp" and "_target_" not in keys and "trainer" not in keys
@@ -74,6 +75,5 @@ def test_config_summary_is_short_and_hides_passwords(make_cfg):
     assert summary["tracking"][1]["uri"] == "http://ann:***@mlflow:5000"
     assert set(summary["job"][1]) == {"seed", "objective", "plots", "refit", "threads", "resume"}
     # A model without a Lightning trainer does not show one.
-    knn = make_cfg("data=wine", "model=knn")
-    knn.data.task = "classification"
+    knn, _, _ = describe(make_cfg("data=wine", "model=knn"))
     assert "trainer" not in [group for group, _, _ in report.config_summary(knn)]

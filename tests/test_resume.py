@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pipeline.runner import run
+from pipeline.entry import run
 from tests.conftest import all_runs, parents
 from tests.test_interrupts import wait_for_run
 

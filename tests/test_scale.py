@@ -15,8 +15,8 @@ from sklearn.datasets import make_classification
 from sklearn.impute import SimpleImputer
 
 from pipeline import cv, data, plots, preprocessing, tasks
+from pipeline.entry import run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from tests.conftest import all_runs, store_uri
 
 QUICK = ("plots=false", "refit=false")

@@ -11,7 +11,7 @@ import pytest
 from sklearn import datasets
 
 from pipeline import predict
-from pipeline.runner import run
+from pipeline.entry import run
 from tests.conftest import store_uri
 from tests.services import invoke, served
 from tests.test_predict import typed_table

@@ -128,9 +128,9 @@ def test_max_failure_rate_stops_the_search(workdir):
 def test_interrupted_trial_is_failed_not_left_running(workdir, monkeypatch):
     """Ctrl-C during a trial's job (KeyboardInterrupt, what Python's SIGINT handler raises):
     the trials run so far keep their values, the interrupted one is FAIL, none RUNNING."""
-    from pipeline import runner
+    from pipeline import entry
 
-    run, calls = runner.run, []
+    run, calls = entry.run, []
 
     def interrupted_second(cfg):
         calls.append(cfg)
@@ -138,7 +138,7 @@ def test_interrupted_trial_is_failed_not_left_running(workdir, monkeypatch):
             raise KeyboardInterrupt
         return run(cfg)
 
-    monkeypatch.setattr(runner, "run", interrupted_second)
+    monkeypatch.setattr(entry, "run", interrupted_second)
     storage = f"sqlite:///{workdir / 'study.db'}"
     done = pipeline_in_process("hparams_search=svm_optuna", "data=iris", "plots=false",
                                "refit=false", "cv.n_splits=2", "hydra.sweeper.n_trials=3",

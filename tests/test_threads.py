@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_iris
 from threadpoolctl import threadpool_info
 
-from pipeline import runner, threads
+from pipeline import entry, threads
 from pipeline.errors import PipelineError
 from pipeline.models import _lightning
 from pipeline.models.neural import MLPClassifier
@@ -98,7 +98,7 @@ def test_a_job_limits_the_blas_pools_and_restores_them():
 @pytest.mark.parametrize("value", ["0", "many"])
 def test_a_job_refuses_a_bad_value_before_any_run(make_cfg, workdir, value):
     with pytest.raises(PipelineError, match=f"threads={value} is not auto"):
-        runner.run(make_cfg("model=logistic", "data=breast_cancer", f"threads={value}"))
+        entry.run(make_cfg("model=logistic", "data=breast_cancer", f"threads={value}"))
     assert not (workdir / "outputs").exists()  # no store, no run
 
 

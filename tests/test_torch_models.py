@@ -11,8 +11,8 @@ from sklearn import datasets
 from sklearn.linear_model import LinearRegression as ClosedForm
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.entry import run
 from pipeline.errors import PipelineError
-from pipeline.runner import run
 from tests.conftest import all_runs, children, store_uri
 
 # Figures and the refit model (one more fit on all rows) are beside these tests' point.

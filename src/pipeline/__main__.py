@@ -72,7 +72,7 @@ def job(cfg: DictConfig) -> float:
         if cfg.cv.get("outer") and _in_sweep():  # set in a config file rather than typed
             raise PipelineError(f"cv.outer={cfg.cv.outer} runs its search inside one job, not "
                                 "in a sweep: set it on the command line, without -m")
-        from pipeline.runner import run  # scikit-learn, pandas: after the quick checks
+        from pipeline.entry import run  # scikit-learn, pandas: after the quick checks
 
         return run(cfg).score
     except PipelineError as error:
@@ -84,6 +84,34 @@ def job(cfg: DictConfig) -> float:
         if _in_sweep() and _own_process_per_job():
             raise JobStopped.by(interrupt) from None
         raise
+    except Exception as error:  # noqa: BLE001 - the process boundary: a defect of ours, reported
+        kept = _keep_traceback(error)
+        print(f"internal error: {type(error).__name__}: {' '.join(str(error).split())}\n"
+              f"  this is a defect of pipeline, not a mistake in your config or data; the "
+              f"traceback is in {kept}", file=sys.stderr)
+        if _in_sweep() or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.exit(2)
+
+
+def _keep_traceback(error: BaseException) -> str:
+    """The full traceback written beside the job's run (Hydra's output directory for it, else
+    the working directory); where it went."""
+    import traceback
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    where = (Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized()
+             else Path.cwd())
+    text = "".join(traceback.format_exception(error))
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "traceback.txt").write_text(text)
+    except OSError:
+        print(text, file=sys.stderr, end="")  # nowhere to keep it: shown instead
+        return "the lines above"
+    return str(where / "traceback.txt")
 
 
 def _nested_as_one_job(args: list[str]) -> list[str]:
@@ -109,7 +137,7 @@ def _check_settings(cfg: DictConfig) -> None:
     it needs load, so that such a mistake answers at once (the runner checks them too)."""
     from pipeline import checks, threads
 
-    checks.seed(cfg)
+    checks.seed(cfg.get("seed"))
     threads.check(cfg.get("threads", threads.AUTO))
 
 

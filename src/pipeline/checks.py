@@ -10,8 +10,6 @@ import unicodedata
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
-
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:  # `seed` is checked before scikit-learn and pandas are imported
@@ -20,6 +18,7 @@ if TYPE_CHECKING:  # `seed` is checked before scikit-learn and pandas are import
 
     from pipeline.cv import Fold
     from pipeline.data import Dataset
+    from pipeline.spec import Job
 
 # numpy's range for a seed, and so scikit-learn's `random_state` and the splitters'.
 MAX_SEED = 2**32 - 1
@@ -33,32 +32,30 @@ MAX_NAME_BYTES = 255
 ROW_COUNTS = ("n_neighbors", "n_clusters")
 
 
-def seed(cfg: DictConfig) -> None:
+def seed(value: Any) -> None:
     """`seed` is an integer numpy accepts. Checked before the data is loaded: the splits, the
     models and the generated data sets all read it, and would each word the mistake their way."""
-    value = cfg.get("seed")
     if not (is_int(value) and 0 <= value <= MAX_SEED):
         raise PipelineError(
             f"seed={value} is not an integer from 0 to {MAX_SEED} (it seeds the splits, the "
             "models and torch); use e.g. seed=42")
 
 
-def against_folds(cfg: DictConfig, estimator: Pipeline, dataset: Dataset,
-                  folds: list[Fold]) -> None:
+def against_folds(job: Job, estimator: Pipeline, dataset: Dataset, folds: list[Fold]) -> None:
     """The checks that need the built pipeline, the data and the planned folds; called once
     the folds are planned and before the tracking store is touched."""
     from pipeline.cv import check_cost
 
-    _preprocessing_arguments(cfg, estimator[0])
-    _sizes(cfg, estimator, dataset, folds)
-    check_cost(estimator[-1], dataset, folds, cfg.model.name)  # a quadratic model at scale
+    _preprocessing_arguments(job, estimator[0])
+    _sizes(job, estimator, dataset, folds)
+    check_cost(estimator[-1], dataset, folds, job.model.name)  # a quadratic model at scale
     _trainer(estimator[-1])
-    _names(cfg, dataset)
+    _names(job, dataset)
 
 
 # -- arguments -------------------------------------------------------------------------------
 
-def _preprocessing_arguments(cfg: DictConfig, preprocess: Any) -> None:
+def _preprocessing_arguments(job: Job, preprocess: Any) -> None:
     """scikit-learn's declared constraints of every preprocessing step (imputers, encoder,
     scaler, reducer), checked as `fit` would check them. The model's own are checked when it
     is built."""
@@ -70,7 +67,7 @@ def _preprocessing_arguments(cfg: DictConfig, preprocess: Any) -> None:
         try:
             part._validate_params()
         except InvalidParameterError as error:
-            raise PipelineError(_preprocessing_message(cfg, part, str(error))) from error
+            raise PipelineError(_preprocessing_message(job, part, str(error))) from error
 
 
 def _parts(estimator: Any) -> Iterator[BaseEstimator]:
@@ -89,7 +86,7 @@ def _parts(estimator: Any) -> Iterator[BaseEstimator]:
                     yield from _parts(item[1])
 
 
-def _preprocessing_message(cfg: DictConfig, part: BaseEstimator, message: str) -> str:
+def _preprocessing_message(job: Job, part: BaseEstimator, message: str) -> str:
     """scikit-learn's message, led by the `preprocess.*` key that set the argument when one
     key holds its value."""
     found = re.match(r"The '(\w+)' parameter of \w+ (.*)", message)
@@ -97,7 +94,7 @@ def _preprocessing_message(cfg: DictConfig, part: BaseEstimator, message: str) -
         return f"preprocess: {message}"
     parameter, rest = found.groups()
     value = part.get_params(deep=False)[parameter]
-    keys = [key for key, setting in cfg.preprocess.items()
+    keys = [key for key, setting in job.preprocess.arguments.items()
             if setting == value and type(setting) is type(value)]
     if len(keys) == 1:
         return (f"preprocess.{keys[0]}={value} is refused by {type(part).__name__} "
@@ -105,18 +102,18 @@ def _preprocessing_message(cfg: DictConfig, part: BaseEstimator, message: str) -
     return f"preprocess: {type(part).__name__}'s {parameter} {rest}"
 
 
-def _sizes(cfg: DictConfig, estimator: Pipeline, dataset: Dataset, folds: list[Fold]) -> None:
+def _sizes(job: Job, estimator: Pipeline, dataset: Dataset, folds: list[Fold]) -> None:
     """Counts in the reducer's and the model's arguments against the rows of the smallest
     training part and the columns the preprocessing makes of them."""
     from sklearn.pipeline import Pipeline
 
     rows = min(len(fold.train) for fold in folds)
     where = (f"the {rows} rows of the smallest training part "
-             f"({len(folds)} fold(s) of cv={cfg.cv.name})")
+             f"({len(folds)} fold(s) of cv={job.scheme.name})")
     preprocess, model = estimator[0], estimator[-1]
     if isinstance(preprocess, Pipeline) and "reduce" in preprocess.named_steps:
         _components(preprocess.named_steps["reduce"], rows, where, dataset,
-                    cfg.preprocess.get("max_categories"))
+                    job.preprocess.get("max_categories"))
     arguments = model.get_params(deep=False)
     for name in ROW_COUNTS:
         value = arguments.get(name)
@@ -174,12 +171,12 @@ def _trainer(model: Any) -> None:
 
 # -- names -----------------------------------------------------------------------------------
 
-def _names(cfg: DictConfig, dataset: Dataset) -> None:
+def _names(job: Job, dataset: Dataset) -> None:
     """The experiment name becomes its artifacts' directory; a sweep's directory becomes an
     MLflow filter when the sweep's best job is looked up."""
     from pipeline.tracking import quoted
 
-    given = cfg.tracking.experiment
+    given = job.tracking.experiment
     name = given or dataset.name
     problem = _name_problem(name)
     if problem:
@@ -187,10 +184,9 @@ def _names(cfg: DictConfig, dataset: Dataset) -> None:
         shown = name if len(name) <= 60 else f"{name[:40]}...{name[-10:]}"
         raise PipelineError(f"experiment name {shown!r} ({source}) {problem}; set "
                             "tracking.experiment=<a short name on one line>")
-    sweep = _sweep_dir()
-    if sweep is not None:
+    if job.sweep is not None:
         try:
-            quoted(sweep)
+            quoted(job.sweep.dir)
         except PipelineError as error:
             raise PipelineError(f"hydra.sweep.dir: {error}") from None
 
@@ -206,17 +202,6 @@ def _name_problem(name: str) -> str | None:
         return (f"is {size} bytes long, and as its artifacts' directory may be at most "
                 f"{MAX_NAME_BYTES}")
     return None
-
-
-def _sweep_dir() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hydra = HydraConfig.get()
-    if hydra.mode is None or hydra.mode.name != "MULTIRUN":
-        return None
-    return str(hydra.sweep.dir)
 
 
 def is_int(value: Any) -> bool:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError
 
 from pipeline.errors import PipelineError
 
@@ -49,58 +48,3 @@ def _direction(*, _root_: DictConfig) -> str:
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("by_task", _by_task, replace=True)
     OmegaConf.register_new_resolver("direction", _direction, replace=True)
-
-
-def instantiate_node(node: DictConfig, *, label: str | None = "name", drop: tuple[str, ...] = (),
-                     **kwargs: Any) -> Any:
-    """Instantiate a config group's node. Its `label` key names the option in run names and
-    tags and is not passed on (data loaders take their `name`: `label=None`), nor are the keys
-    in `drop` (settings of the job, not arguments of the target)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        spec = OmegaConf.to_container(node, resolve=True)
-    except InterpolationResolutionError as error:
-        # OmegaConf drops the cause (unless OC_CAUSE=1) but keeps it down the context chain.
-        cause: BaseException | None = error
-        while cause is not None and not isinstance(cause, PipelineError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None:
-            raise
-        raise cause from None
-    for key in (label, *drop) if label else drop:
-        spec.pop(key, None)
-    try:
-        if not kwargs:
-            return instantiate(spec, _convert_="all")
-        # Objects such as a Dataset must reach the target as they are, not as configs.
-        target = instantiate(spec, _convert_="all", _partial_=True)
-    except InstantiationException as error:
-        chain = _causes(error)
-        if not kwargs and not (any(isinstance(cause, PipelineError) for cause in chain)
-                               or isinstance(chain[-1], TypeError)):
-            raise  # not a mistake in the config: the traceback shows where it is
-        raise PipelineError(_first_cause(error)) from error
-    try:
-        return target(**kwargs)
-    except TypeError as error:
-        if "unexpected keyword argument" not in str(error):
-            raise
-        raise PipelineError(f"{error}; remove that key from the config") from error
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """`error` and its causes, outermost first (a PipelineError may itself have a cause)."""
-    chain = [error]
-    while chain[-1].__cause__ is not None:
-        chain.append(chain[-1].__cause__)
-    return chain
-
-
-def _first_cause(error: BaseException) -> str:
-    """Hydra wraps the real error; users want the first PipelineError among its causes, else
-    the innermost message, on one line."""
-    causes = _causes(error)
-    ours = next((cause for cause in causes[1:] if isinstance(cause, PipelineError)), None)
-    return str(ours) if ours is not None else " ".join(str(causes[-1]).split())

@@ -8,12 +8,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 from sklearn import model_selection as ms
 
 from pipeline import tasks
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+from pipeline.spec import Scheme
 from pipeline.tasks import Task
 
 log = logging.getLogger("pipeline")
@@ -81,21 +81,25 @@ class Folds(list):
         return hasher.hexdigest()[:16]
 
 
-def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
+def split(scheme: Scheme, dataset: Dataset, task: Task | None = None) -> Folds:
     """All folds of `dataset` under the `cv` group's scheme for the job's `task` (the data's
     own task if not given); a split that cannot be made is a user error, found before any
     training. The scheme is any splitter with `split(X, y, groups)`: scikit-learn's own (a
     `_target_` and its arguments) or ours, which take the task to stratify on classes."""
     task = task or tasks.of(dataset.task)
-    name = cfg.get("name", "custom")
-    splitter = _splitter(cfg, task)
-    task.check_scheme(name, splitter)
+    name = scheme.name
+    splitter = _splitter(scheme, task)
+    if isinstance(splitter, Resample) and task.supervised:
+        raise PipelineError(
+            f"cv={name} is for clustering models; use cv=kfold (or another scheme) here")
+    if not isinstance(splitter, Resample) and not task.supervised:
+        raise PipelineError(f"cv={name} does not fit a clustering model: use cv=resample")
     if _stratifies(splitter) and not task.has_classes:
         raise PipelineError(
             f"cv={name} ({type(splitter).__name__}) stratifies on classes, and {dataset.name} "
             f"has a {task} target; use a splitter that does not stratify (e.g. KFold)")
     if isinstance(splitter, ms.StratifiedKFold | ms.RepeatedStratifiedKFold):
-        _check_class_sizes(cfg, dataset, _per_repeat(splitter))
+        _check_class_sizes(scheme, dataset, _per_repeat(splitter))
     _check_fold_count(name, splitter, dataset)
     try:
         folds = [Fold(*parts) for parts in splitter.split(dataset.X, dataset.y, dataset.groups)]
@@ -106,7 +110,7 @@ def split(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> Folds:
         ) from error
     if not folds:
         raise PipelineError(f"cv={name} made no folds of {dataset.name}")
-    notes = _check_parts(cfg, dataset, folds) if task.has_classes else ()
+    notes = _check_parts(name, dataset, folds) if task.has_classes else ()
     for line in notes:
         log.warning(line)
     repeats = splitter.n_repeats if isinstance(splitter, REPEATED) else 1
@@ -122,25 +126,17 @@ def _per_repeat(splitter: Any) -> int:
     return splitter.cvargs["n_splits"] if isinstance(splitter, REPEATED) else splitter.n_splits
 
 
-# Keys of every `cv` option (conf/cv_folds.yaml) that say how the folds run, not how to split
-# (`outer`, `outer_splits`: nested cross-validation's outer scheme, see pipeline.nested).
-RUN_KEYS = ("n_jobs", "batch_folds", "outer", "outer_splits")
-
-
-def _splitter(cfg: DictConfig, task: Task) -> Any:
+def _splitter(scheme: Scheme, task: Task) -> Any:
     """The `cv` group's splitter; `task` goes to a target that takes one (our schemes)."""
     import inspect
 
     from hydra.utils import get_object
 
-    from pipeline.config import instantiate_node
-
     try:
-        target = get_object(str(cfg._target_))
-        takes_task = "task" in inspect.signature(target).parameters
-    except (ImportError, ValueError, TypeError):
-        takes_task = False  # instantiating says what is wrong
-    return instantiate_node(cfg, drop=RUN_KEYS, **({"task": task} if takes_task else {}))
+        takes_task = "task" in inspect.signature(get_object(scheme.splitter.target)).parameters
+    except (ImportError, ValueError, TypeError, AttributeError):
+        takes_task = False  # building it says what is wrong
+    return scheme.splitter.build(**({"task": task} if takes_task else {}))
 
 
 def _check_fold_count(name: str, splitter: Any, dataset: Dataset) -> None:
@@ -193,7 +189,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.0f} hours" if seconds >= 7200 else f"{seconds / 60:.0f} minutes"
 
 
-def _check_parts(cfg: DictConfig, dataset: Dataset, folds: list[Fold]) -> tuple[str, ...]:
+def _check_parts(name: str, dataset: Dataset, folds: list[Fold]) -> tuple[str, ...]:
     """Refuse a fold whose training part holds a single class: no classifier can be fitted to
     it and any score would be a constant's. Warn of parts that lack a class: a model that never
     saw a class cannot predict it, and roc_auc is undefined on a part without every class.
@@ -220,15 +216,15 @@ def _check_parts(cfg: DictConfig, dataset: Dataset, folds: list[Fold]) -> tuple[
         i, train = one_class[0]
         label = classes[np.argmax(train)]
         raise PipelineError(
-            f"cv={cfg.name}: the training part of fold {i} holds a single class ('{label}', "
+            f"cv={name}: the training part of fold {i} holds a single class ('{label}', "
             f"{train.max()} rows){_also(one_class[1:])}; no classifier can learn from it: "
-            f"{_one_class_fix(cfg.name)}"
+            f"{_one_class_fix(name)}"
         )
     why = {"training": "a model there never sees the missing class(es), cannot predict them, "
                        "and roc_auc is undefined (NaN)",
            "validation": "val_roc_auc is undefined (NaN) there",
            "test": "test_roc_auc is undefined (NaN) there and left out of its mean"}
-    return tuple(f"warning: cv={cfg.name}: the {part} part of {_which(numbers, len(folds))} "
+    return tuple(f"warning: cv={name}: the {part} part of {_which(numbers, len(folds))} "
                  f"lacks one or more of the {n_classes} classes; {why[part]}"
                  for part, numbers in lacking.items() if numbers)
 
@@ -260,7 +256,7 @@ def _stratifies(splitter: Any) -> bool:
         type(splitter).__module__.startswith("sklearn."))
 
 
-def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None:
+def _check_class_sizes(scheme: Scheme, dataset: Dataset, n_splits: int) -> None:
     """scikit-learn only warns when a class has fewer rows than folds (some test folds then
     lack it); here it is a mistake, named with its fix."""
     counts = dataset.y.value_counts()
@@ -274,9 +270,9 @@ def _check_class_sizes(cfg: DictConfig, dataset: Dataset, n_splits: int) -> None
     fewest = int(small.min())
     fix = (f"use cv.n_splits={fewest} or fewer, " if fewest >= 2 else "") + (
         "merge or drop the rare class(es)"
-        + (", or set cv.stratify=false" if "stratify" in cfg else ""))
+        + (", or set cv.stratify=false" if "stratify" in scheme.splitter.arguments else ""))
     raise PipelineError(
-        f"cv={cfg.name} cv.n_splits={n_splits}: class(es) {listed} of {dataset.name} have fewer "
+        f"cv={scheme.name} cv.n_splits={n_splits}: class(es) {listed} of {dataset.name} have fewer "
         f"rows than folds; {fix}"
     )
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from pipeline.errors import PipelineError
+from pipeline.spec import Component
 
 BUNDLED = {
     "iris": ("load_iris", "classification"),
@@ -72,11 +72,9 @@ class Dataset:
         return np.unique(self.y.to_numpy())
 
 
-def load(cfg: DictConfig) -> Dataset:
-    """Build the data set that `cfg` (the `data` group) describes."""
-    from pipeline.config import instantiate_node
-
-    return instantiate_node(cfg, label=None)
+def load(spec: Component) -> Dataset:
+    """Build the data set that the `data` group's component describes."""
+    return spec.build()
 
 
 def bundled(name: str, task: str | None = None) -> Dataset:

@@ -100,13 +100,14 @@ class Figures:
         self.sampled: dict[str, str] = {}
 
     @classmethod
-    def for_job(cls, cfg: Any, dataset: Dataset, n_folds: int,
+    def for_job(cls, plots: Any, seed: int | None, dataset: Dataset, n_folds: int,
                 task: Task | None = None) -> Figures:
-        """The figures `cfg.plots` asks for; none on a rank other than 0 (it logs nothing)."""
+        """The figures the job's `plots` setting asks for; none on a rank other than 0 (it
+        logs nothing)."""
         from pipeline.tracking import global_rank
 
-        kinds = selected(cfg.get("plots", True))
-        return cls(kinds if global_rank() == 0 else (), dataset, n_folds, cfg.get("seed"), task)
+        kinds = selected(plots)
+        return cls(kinds if global_rank() == 0 else (), dataset, n_folds, seed, task)
 
     def __bool__(self) -> bool:
         return bool(self.kinds)

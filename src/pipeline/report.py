@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
     from pipeline.data import Dataset
+    from pipeline.spec import Job
 
 log = logging.getLogger("pipeline")
 # Beyond this many folds (leave-one-out, repeated k-fold) the table shows a row per repeat (the
@@ -70,7 +70,8 @@ def table(folds: pd.DataFrame, summary: pd.DataFrame, objective: str, repeats: i
     return shown.to_string()
 
 
-def print_result(result: Result, dataset: Dataset, cfg: DictConfig) -> None:
+def print_result(result: Result, dataset: Dataset, model: str, scheme: str) -> None:
+    """The job's per-fold table and mean ± std, and where MLflow keeps the runs."""
     from pipeline.tracking import redact
 
     n, repeats = len(result.folds), result.repeats
@@ -80,7 +81,7 @@ def print_result(result: Result, dataset: Dataset, cfg: DictConfig) -> None:
     if n > MAX_FOLD_ROWS:
         notes.append("per-fold rows in the run's folds.csv")
     note = f" ({'; '.join(notes)})" if notes else ""
-    heading = f"{cfg.model.name} on {dataset.name}, cv={cfg.cv.name}, {n} fold(s){note}"
+    heading = f"{model} on {dataset.name}, cv={scheme}, {n} fold(s){note}"
     where = [
         f"{result.objective}: {result.score:.4f} ± {result.spread:.4f}",
         f"MLflow: experiment {result.experiment!r}, parent run {result.run_id}",
@@ -114,15 +115,13 @@ TOP_LEVEL = ("seed", "objective", "plots", "refit", "threads", "resume")
 _HIDDEN = ("_target_", "name", "trainer")
 
 
-def config_summary(cfg: DictConfig) -> list[tuple[str, str, dict[str, Any]]]:
+def config_summary(job: Job) -> list[tuple[str, str, dict[str, Any]]]:
     """`(group, chosen option, {key: value})` for each group the job uses, then the top-level
     settings as a group named `job`. The trainer only for models that have one."""
-    from hydra.core.hydra_config import HydraConfig
-
+    from pipeline.spec import thaw
     from pipeline.tracking import redact
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    resolved, choices = thaw(job.config), job.choices
     groups = []
     for group in GROUPS:
         node = resolved.get(group)
@@ -137,9 +136,9 @@ def config_summary(cfg: DictConfig) -> list[tuple[str, str, dict[str, Any]]]:
     return groups
 
 
-def print_config(cfg: DictConfig) -> None:
+def print_config(job: Job) -> None:
     """The job's config, short: each chosen group with its keys (a tree on a terminal)."""
-    summary = config_summary(cfg)
+    summary = config_summary(job)
     if not interactive():
         lines = ["config:"]
         for group, option, keys in summary:

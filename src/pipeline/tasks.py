@@ -4,10 +4,9 @@ task: its metrics and figures, how a fold is fitted, predicted and scored, what 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from pipeline import metrics
 from pipeline.data import Dataset
@@ -16,9 +15,25 @@ from pipeline.errors import PipelineError
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from pipeline.cv import Fold
-    from pipeline.plots import Figures
-    from pipeline.tracking import BaseTracker as Tracker
+
+class Fold(Protocol):
+    """A fold's parts as row positions (pipeline.cv.Fold): what a task fits and scores on."""
+
+    train: np.ndarray
+    val: np.ndarray | None
+    test: np.ndarray
+
+
+class Tracker(Protocol):
+    """What a task records through the job's tracker (pipeline.tracking's)."""
+
+    def log_table(self, run_id: str, table: Any, name: str) -> None: ...
+
+
+class Figures(Protocol):
+    """What a task draws on the parent run through the job's figures (pipeline.plots')."""
+
+    def clusters(self, tracker: Tracker, run_id: str, reference: Any) -> None: ...
 
 # Figures drawn after each fold, from its predictions, and across them on the parent run.
 SUPERVISED_FIGURES = frozenset({"learning_curves", "importance", "tree", "scores", "scree"})
@@ -50,27 +65,17 @@ class Task:
         """What is to be learnt from `dataset`, for messages."""
         return f"{dataset.name} has a {self.name} target"
 
-    def metric_names(self, cfg: DictConfig) -> list[str]:
-        """`metrics.<task>` of a job's config, each a known metric of this task, and the
-        objective among them."""
-        names = [str(name) for name in cfg.metrics[self.name]]
-        metrics.check_names(self.name, names)
-        if cfg.objective not in names:
-            raise PipelineError(f"objective={cfg.objective} is not among metrics.{self.name}")
-        return names
-
-    def check_scheme(self, scheme: str, splitter: Any) -> None:
-        """Refuse a cross-validation scheme that does not fit the task."""
-        from pipeline.cv import Resample
-
-        if isinstance(splitter, Resample):
-            raise PipelineError(
-                f"cv={scheme} is for clustering models; use cv=kfold (or another scheme) here")
+    def check_metrics(self, names: tuple[str, ...], objective: str) -> None:
+        """`metrics.<task>` of a job, each a known metric of this task, and the objective
+        among them."""
+        metrics.check_names(self.name, list(names))
+        if objective not in names:
+            raise PipelineError(f"objective={objective} is not among metrics.{self.name}")
 
     def prepare(self, template: Pipeline, dataset: Dataset) -> None:
         """Whatever every fold compares with, made once before the folds."""
 
-    def fit(self, estimator: Pipeline, dataset: Dataset, rows: np.ndarray) -> float:
+    def fit(self, estimator: Pipeline, dataset: Dataset, rows: np.ndarray | slice) -> float:
         """Fit `estimator` on `rows`; the seconds it took."""
         started = time.perf_counter()
         estimator.fit(dataset.X.iloc[rows], dataset.y.iloc[rows])
@@ -153,18 +158,12 @@ class Clustering(Task):
     def describe(self, dataset: Dataset) -> str:
         return f"{dataset.name} is to be clustered"
 
-    def check_scheme(self, scheme: str, splitter: Any) -> None:
-        from pipeline.cv import Resample
-
-        if not isinstance(splitter, Resample):
-            raise PipelineError(f"cv={scheme} does not fit a clustering model: use cv=resample")
-
     def prepare(self, template: Pipeline, dataset: Dataset) -> None:
         from sklearn.base import clone
 
         self.reference = clone(template).fit(dataset.X)
 
-    def fit(self, estimator: Pipeline, dataset: Dataset, rows: np.ndarray) -> float:
+    def fit(self, estimator: Pipeline, dataset: Dataset, rows: np.ndarray | slice) -> float:
         # A clustering model never sees the labels: they only score its clusters.
         started = time.perf_counter()
         estimator.fit(dataset.X.iloc[rows])
@@ -192,32 +191,11 @@ def of(name: str) -> Task:
     return TASKS[name]()
 
 
-def decide(dataset: Dataset, model_cfg: DictConfig) -> Task:
-    """The job's task, before anything is built: clustering for a model whose class is a
-    clusterer (any data can be clustered), else the data's own task. The model's class is
-    read from its `_target_` as it resolves for the data's task; nothing is fitted."""
-    model = _model_class(model_cfg, dataset.task)
+def decide(dataset: Dataset, model: type | None) -> Task:
+    """The job's task, before anything is built: clustering for a model class that clusters
+    (any data can be clustered), else the data's own task. `model` is the class the model's
+    config names for the data's task (None where it names none); nothing is fitted."""
     return of("clustering" if model is not None and _is_clusterer(model) else dataset.task)
-
-
-def configure(cfg: DictConfig, task: Task) -> DictConfig:
-    """The job's config for `task`: a copy of `cfg` whose `data.task` is the decided task, so
-    that `${by_task:…}` choices and the logged params follow it. `cfg` is left as it is."""
-    return OmegaConf.merge(cfg, {"data": {"task": task.name}})
-
-
-def _model_class(model_cfg: DictConfig, data_task: str) -> type | None:
-    """The class `model._target_` names for `data_task`; None where it names none (no form for
-    that task, or not a class: building the model will say what is wrong)."""
-    from hydra.utils import get_class
-    from omegaconf.errors import OmegaConfBaseException
-
-    target = OmegaConf.to_container(model_cfg, resolve=False).get("_target_")
-    root = OmegaConf.create({"data": {"task": data_task}, "target": target})
-    try:
-        return get_class(str(root.target))
-    except (OmegaConfBaseException, PipelineError, ImportError, ValueError):
-        return None
 
 
 def _is_clusterer(model: type) -> bool:
@@ -225,6 +203,7 @@ def _is_clusterer(model: type) -> bool:
     from sklearn.base import ClusterMixin, is_clusterer
 
     try:
-        return is_clusterer(model())
-    except Exception:  # noqa: BLE001 - a constructor that needs arguments
+        instance = model()
+    except TypeError:  # a constructor that needs arguments
         return issubclass(model, ClusterMixin)
+    return is_clusterer(instance)

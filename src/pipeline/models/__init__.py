@@ -4,31 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
 from pipeline import tasks
-from pipeline.config import NoTaskForm, config_dir, instantiate_node
+from pipeline.config import config_dir
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+from pipeline.spec import Component
 from pipeline.tasks import Task
 
 
-def build(cfg: DictConfig, dataset: Dataset, task: Task | None = None) -> BaseEstimator:
-    """The unfitted estimator of the `model` group, checked against the job's task (the data
-    set's own if not given); `cfg` resolves its `${by_task:…}` choices for that task."""
+def build(model: Component, dataset: Dataset, task: Task | None = None) -> BaseEstimator:
+    """The unfitted estimator of the `model` group (resolved for the job's task), checked
+    against that task (the data set's own if not given)."""
     task = task or tasks.of(dataset.task)
     n_classes = len(task.classes(dataset))
-    try:
-        estimator = instantiate_node(cfg)
-    except NoTaskForm:
-        raise PipelineError(
-            f"model={cfg.name} cannot do {task}; models that can: "
-            + ", ".join(suitable(task.name, n_classes))
-        ) from None
+    estimator = model.build()
     if not task.fits(estimator, n_classes):
-        raise PipelineError(_mismatch(cfg.name, estimator, dataset, task))
-    _validate_params(cfg.name, estimator)
+        raise PipelineError(_mismatch(model.name, estimator, dataset, task))
+    _validate_params(model.name, estimator)
     return estimator
 
 
@@ -40,9 +36,12 @@ def suitable(task: str, n_classes: int) -> list[str]:
         option.pop("defaults", None)
         root = OmegaConf.create({"data": {"task": task}, "seed": 0, "trainer": {}, "model": option})
         try:
-            if learner.fits(instantiate_node(root.model), n_classes):
+            node = OmegaConf.to_container(root.model, resolve=True)
+            candidate = Component("model", file.stem, str(node.pop("_target_")),
+                                  {k: v for k, v in node.items() if k != "name"})
+            if learner.fits(candidate.build(), n_classes):
                 names.append(file.stem)
-        except PipelineError:
+        except (PipelineError, OmegaConfBaseException):  # no form for the task
             continue
     return names
 
