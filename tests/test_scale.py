@@ -145,8 +145,8 @@ def test_a_kernel_svm_on_a_big_table_is_refused_and_a_slow_one_warned(make_cfg, 
 
 def test_sampled_importance_and_figures_say_they_sampled(make_cfg, workdir, monkeypatch,
                                                          caplog):
-    monkeypatch.setattr(plots, "PERMUTATION_ROWS", 20)
-    monkeypatch.setattr(plots, "CURVE_POINTS", 5)
+    monkeypatch.setattr(plots.figure_data, "PERMUTATION_ROWS", 20)
+    monkeypatch.setattr(plots.draw, "CURVE_POINTS", 5)
     caplog.set_level(logging.INFO, logger="pipeline")
     result = run(make_cfg("data=synthetic", "data.n_samples=200", "model=naive_bayes",
                           "plots=[importance,roc]", "refit=false", "cv.n_splits=2"))
@@ -161,10 +161,10 @@ def test_sampled_importance_and_figures_say_they_sampled(make_cfg, workdir, monk
 
 
 def test_regression_scatter_draws_a_sample_of_the_points(make_cfg, workdir, monkeypatch):
-    monkeypatch.setattr(plots, "FIGURE_POINTS", 30)
+    monkeypatch.setattr(plots.figures, "FIGURE_POINTS", 30)
     drawn = []
     original = plots.predicted_vs_actual_figure
-    monkeypatch.setattr(plots, "predicted_vs_actual_figure",
+    monkeypatch.setattr(plots.draw, "predicted_vs_actual_figure",
                         lambda y, p, shown="": drawn.append((len(y), shown)) or original(y, p,
                                                                                          shown))
     result = run(make_cfg("data=synthetic", "data.task=regression", "data.n_samples=100",

@@ -393,10 +393,10 @@ def _readable_paired(table: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
 def posterior_figure(table: pd.DataFrame, meta: dict) -> Any:
     """The posterior of the mean difference (row - reference) of each paired job, with the
     rope, and a bar of P(worse)/P(equivalent)/P(better) per job."""
-    from pipeline.plots import _figure
+    from pipeline.plots import new_figure
 
     posteriors = dict(list(meta["posteriors"].items())[:FIGURE_ROWS])
-    figure = _figure(9.0, 3.2 + 0.25 * len(posteriors))
+    figure = new_figure(9.0, 3.2 + 0.25 * len(posteriors))
     density, bars = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     rope, metric = meta["rope"], meta["metric"]
     ends = [p.interval(0.998) for p in posteriors.values()] or [(-1.0, 1.0)]
