@@ -17,7 +17,6 @@ from pipeline.data.loaders import (
     synthetic,
     table,
 )
-
 from pipeline.spec import Component
 
 __all__ = [
