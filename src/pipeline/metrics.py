@@ -222,9 +222,17 @@ def score(part: Any, names: list[str], average: str = "macro") -> dict[str, floa
     class present) is NaN, one with nothing to compare with (no labels) is left out."""
     task = getattr(part, "task", None)
     scores = {}
+    from sklearn.exceptions import UndefinedMetricWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)  # e.g. one class in a tiny fold
-        warnings.simplefilter("ignore", category=RuntimeWarning)
+        # scikit-learn's word that a metric is undefined on this part (one class in a tiny
+        # fold, no predicted positives): the value is NaN or its zero_division, and the job
+        # says so once, across folds (`undefined`). Any other warning stays visible.
+        warnings.simplefilter("ignore", category=UndefinedMetricWarning)
+        # A part of one class (which the fold plan has already warned of): mcc's confusion
+        # matrix then asks for the labels it cannot see.
+        warnings.filterwarnings("ignore", message="A single label was found in 'y_true'",
+                                category=UserWarning)
         for name in names:
             value = get(name, task)(part, average)
             if value is not None:
