@@ -325,13 +325,15 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
 
     from pipeline.compare.runs import sweep_runs
     from pipeline.metrics import lower_is_better
+    from pipeline.tracking.client import quoted
     from pipeline.tracking.store import default_uri
 
-    client = MlflowClient(tracking_uri=uri or default_uri())
     try:
-        runs = sweep_runs(client, None, sweep)  # in every experiment
+        quoted(sweep)  # before the client, which would make a store that is not there
     except PipelineError:
         return None  # no job of such a sweep ran: each refused the name before any run
+    client = MlflowClient(tracking_uri=uri or default_uri())
+    runs = sweep_runs(client, None, sweep)  # in every experiment
     if runs.empty or "tags.objective" not in runs:
         return None
     objective = runs["tags.objective"].mode().iloc[0]
