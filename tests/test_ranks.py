@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy.stats import friedmanchisquare, rankdata, studentized_range
 
-from pipeline import compare, ranks
+from pipeline import compare
+from pipeline.compare import across_data, ranks
 
 # Demšar (2006), table 5(a): q_0.05 of the two-tailed Nemenyi test for k = 2..10 models.
 DEMSAR_Q05 = [1.960, 2.343, 2.569, 2.728, 2.850, 2.949, 3.031, 3.102, 3.164]
@@ -59,7 +60,7 @@ def sweep(tmp_path_factory) -> tuple[str, pd.DataFrame]:
 
 def test_ranks_friedman_and_cd_equal_a_direct_scipy_computation(sweep):
     uri, scores = sweep
-    result = ranks.across_data(uri, "latest")
+    result = across_data.across_data(uri, "latest")
     assert result.sweep == "multirun/a"
     assert result.experiments == sorted(scores.index)
     found = result.scores.loc[scores.index, scores.columns]
@@ -119,6 +120,9 @@ def test_bayesian_signed_rank_test_over_enough_data_sets():
     mse = pd.Series("test_mse", index=scores.index)
     table = ranks.compare(scores, mse, samples=2000).bayes.set_index(["A", "B"])
     assert table.loc[("weak", "strong"), "P(A better)"] > 0.95  # a lower error is better
+    # An error in the data's units has no default rope (as with --against): nothing is
+    # "equivalent", not even a copy.
+    assert (table["P(equivalent)"] == 0).all()
 
 
 def test_too_few_models_or_data_sets_for_friedman_is_said():
@@ -171,7 +175,7 @@ def test_the_command_prints_the_comparison_and_logs_the_figure(sweep, workdir, c
     assert len(saved) == 1 and saved[0].read_bytes()[:4] == b"\x89PNG"
     # Comparison runs are no jobs: a second look finds the same 12, and the leaderboard still
     # shows the newest job's experiment without them.
-    _, jobs = ranks.sweep_jobs(uri, "latest")
+    _, jobs = across_data.sweep_jobs(uri, "latest")
     assert len(jobs) == 12 and "comparison" not in set(jobs.get("tags.kind", pd.Series()))
     experiment, table = compare.leaderboard(uri)
     assert experiment == "digits" and len(table) == 3

@@ -321,24 +321,19 @@ def _start(directory: str, key: str) -> None:
 def mark_best(uri: str | None, sweep: str) -> str | None:
     """Tag the best parent run of `sweep` by its objective (runs that `resume=true` reused in
     it included); a line describing it, or None."""
-    import mlflow
-    import pandas as pd
+    from mlflow import MlflowClient
 
+    from pipeline.compare.runs import sweep_runs
     from pipeline.metrics import lower_is_better
     from pipeline.tracking.client import quoted
     from pipeline.tracking.store import default_uri
 
     try:
-        literal = quoted(sweep)
+        quoted(sweep)  # before the client, which would make a store that is not there
     except PipelineError:
         return None  # no job of such a sweep ran: each refused the name before any run
-    mlflow.set_tracking_uri(uri or default_uri())
-    found = [mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                                filter_string=f"tags.{tag} = {literal} and "
-                                              "attributes.status = 'FINISHED'")
-             for tag in ("sweep", "resumed_in")]
-    runs = pd.concat([frame for frame in found if not frame.empty] or [found[0]],
-                     ignore_index=True)
+    client = MlflowClient(tracking_uri=uri or default_uri())
+    runs = sweep_runs(client, None, sweep)  # in every experiment
     if runs.empty or "tags.objective" not in runs:
         return None
     objective = runs["tags.objective"].mode().iloc[0]
@@ -348,6 +343,6 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
         return None
     order = scored[column].sort_values(ascending=lower_is_better(objective))
     best = scored.loc[order.index[0]]
-    mlflow.MlflowClient().set_tag(best["run_id"], "best_in_sweep", "true")
+    client.set_tag(best["run_id"], "best_in_sweep", "true")
     return (f"best of {len(runs)} job(s): {best['tags.mlflow.runName']} #{best['tags.job']} "
             f"{objective}_mean={best[column]:.4f} (MLflow run {best['run_id']})")

@@ -31,10 +31,6 @@ from pipeline.plots.figure_data import (
 )
 from pipeline.plots.figures import KINDS, Figures, selected
 
-# The name `new_figure` had while it was private; kept only so that code written against it
-# (pipeline.compare on another branch) still imports. New code uses `new_figure`.
-_figure = new_figure
-
 __all__ = [
     "KINDS", "Figures", "clusters_figure", "confusion_figure", "dendrogram_figure", "importance",
     "importance_figure", "learning_curves_figure", "new_figure", "original_columns",

@@ -11,12 +11,23 @@ from pipeline.tracking.secrets import scrub
 
 # MLflow keeps param values up to this length.
 MAX_PARAM_LENGTH = 6000
-# Config keys that say where and how a job is recorded or run, not what it computes.
-NOT_HASHED = ("hydra", "tracking", "resume", "threads")
-# `cv` keys likewise: how many folds run at once, and nested CV's keys while unset (so a job
-# recorded before they existed is still found by `resume=true`).
-CV_NOT_HASHED = ("n_jobs",)
+# The settings that say where and how a job ran, not what it computed: a config key is one
+# when a part of its dotted path is named here (`cv.n_jobs`, `model.trainer.devices`). The
+# comparisons never tell jobs apart by them, nor does the config hash (`resume=true`).
+HOW_IT_RAN = ("hydra", "tracking", "resume", "threads", "n_jobs", "batch_folds", "trainer")
+# Of those, the ones every config hash has included since hashes were first recorded: left out
+# now, they would change every job's digest, and `resume=true` would run again the jobs that
+# earlier versions recorded.
+HASHED_SINCE_THE_FIRST_DIGEST = ("trainer", "cv.batch_folds")
+# Nested CV's `cv` keys while unset, so that a job recorded before they existed is still found
+# by `resume=true`.
 CV_UNSET_NOT_HASHED = ("outer", "outer_splits")
+
+
+def how_it_ran(key: str) -> bool:
+    """Whether the dotted config key (`cv.n_jobs`, `model.trainer.devices`) says how a job ran
+    rather than what it computed."""
+    return any(part in HOW_IT_RAN for part in key.split("."))
 
 
 def loggable(tree: Any) -> Any:
@@ -43,10 +54,14 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def config_hash(resolved: Mapping[str, Any]) -> str:
     """A digest of what a job computes: its resolved config minus where it is recorded."""
-    kept = {key: value for key, value in resolved.items() if key not in NOT_HASHED}
+    kept = {key: value for key, value in resolved.items() if _hashed(key)}
     if isinstance(kept.get("cv"), Mapping):
         kept["cv"] = {key: value for key, value in kept["cv"].items()
-                      if key not in CV_NOT_HASHED
+                      if _hashed(f"cv.{key}")
                       and not (key in CV_UNSET_NOT_HASHED and value is None)}
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _hashed(key: str) -> bool:
+    return not how_it_ran(key) or key in HASHED_SINCE_THE_FIRST_DIGEST
