@@ -15,6 +15,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from pipeline.compat.hydra import job_error
 from pipeline.errors import JobStopped, PipelineError
 
 # Each job of a sweep records its outcome in one file per job number under the sweep's
@@ -61,7 +62,7 @@ class SweepSummary(Callback):
         if job_return.status != JobStatus.FAILED:
             _record(config, OK)
             return
-        error = job_return._return_value
+        error = job_error(job_return)
         kind = ""
         if not isinstance(error, PipelineError | JobStopped):
             traceback.print_exception(error, file=sys.stderr)  # a bug: show where
@@ -324,6 +325,7 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
     import mlflow
     import pandas as pd
 
+    from pipeline.compat.mlflow import tracking_uri
     from pipeline.metrics import lower_is_better
     from pipeline.tracking.client import quoted
     from pipeline.tracking.store import default_uri
@@ -332,11 +334,12 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
         literal = quoted(sweep)
     except PipelineError:
         return None  # no job of such a sweep ran: each refused the name before any run
-    mlflow.set_tracking_uri(uri or default_uri())
-    found = [mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                                filter_string=f"tags.{tag} = {literal} and "
-                                              "attributes.status = 'FINISHED'")
-             for tag in ("sweep", "resumed_in")]
+    uri = uri or default_uri()
+    with tracking_uri(uri):  # MLflow's search over all experiments reads its global URI alone
+        found = [mlflow.search_runs(search_all_experiments=True, output_format="pandas",
+                                    filter_string=f"tags.{tag} = {literal} and "
+                                                  "attributes.status = 'FINISHED'")
+                 for tag in ("sweep", "resumed_in")]
     runs = pd.concat([frame for frame in found if not frame.empty] or [found[0]],
                      ignore_index=True)
     if runs.empty or "tags.objective" not in runs:
@@ -348,6 +351,6 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
         return None
     order = scored[column].sort_values(ascending=lower_is_better(objective))
     best = scored.loc[order.index[0]]
-    mlflow.MlflowClient().set_tag(best["run_id"], "best_in_sweep", "true")
+    mlflow.MlflowClient(tracking_uri=uri).set_tag(best["run_id"], "best_in_sweep", "true")
     return (f"best of {len(runs)} job(s): {best['tags.mlflow.runName']} #{best['tags.job']} "
             f"{objective}_mean={best[column]:.4f} (MLflow run {best['run_id']})")
