@@ -250,7 +250,7 @@ def test_a_store_locked_for_a_moment_is_tried_again(workdir, monkeypatch):
     monkeypatch.setattr(tracking.client, "LOCKED_RETRY_PAUSES", (0.0, 0.0))
     tracker = tracking.Tracker(store_uri(workdir), "locked")
     calls = []
-    real = tracker.client._client.set_tag
+    real = tracker.client.wrapped.set_tag
 
     def locked_then_free(run_id, key, value, fail_times):
         calls.append(key)
@@ -259,14 +259,14 @@ def test_a_store_locked_for_a_moment_is_tried_again(workdir, monkeypatch):
         return real(run_id, key, value)
 
     with tracker.run("r") as run_id:
-        monkeypatch.setattr(tracker.client._client, "set_tag",
+        monkeypatch.setattr(tracker.client.wrapped, "set_tag",
                             lambda r, k, v: locked_then_free(r, k, v, fail_times=2))
         tracker.client.set_tag(run_id, "k", "v")
         assert len(calls) == 3
         calls.clear()
-        monkeypatch.setattr(tracker.client._client, "set_tag",
+        monkeypatch.setattr(tracker.client.wrapped, "set_tag",
                             lambda r, k, v: locked_then_free(r, k, v, fail_times=9))
         with pytest.raises(tracking.TrackingFailure, match="database is locked"):
             tracker.client.set_tag(run_id, "k", "v")
         assert len(calls) == 3  # the first try and one per pause
-        monkeypatch.setattr(tracker.client._client, "set_tag", real)  # the run ends as usual
+        monkeypatch.setattr(tracker.client.wrapped, "set_tag", real)  # the run ends as usual

@@ -302,9 +302,11 @@ def test_bad_parameters_are_named_before_training(iris, params, message):
 
 
 def test_parameters_can_be_checked_before_fit():
+    from pipeline.compat.sklearn import parameter_error
+
     with pytest.raises(PipelineError, match="model.lr must be null or > 0, got 0"):
-        LinearRegression(lr=0)._validate_params()
-    MLPRegressor()._validate_params()
+        parameter_error(LinearRegression(lr=0))
+    assert parameter_error(MLPRegressor()) is None
 
 
 def test_capabilities_are_declared_not_guessed_from_modules():

@@ -80,10 +80,10 @@ def test_config_mistake_imports_nothing_heavy(workdir: Path, args: list[str], sa
 
 def test_help_in_process_leaves_hydra_as_it_was(run_cli):
     """The quick `--help` shares one config repository only while help is printed."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from pipeline.compat.hydra import REPOSITORY_BUILDER, config_loader
 
-    build = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
+    build = vars(config_loader())[REPOSITORY_BUILDER]
     done = run_cli("--help")
     assert done.returncode == 0, done.stderr
     assert "model: decision_tree, hierarchical" in done.stdout
-    assert ConfigLoaderImpl._parse_overrides_and_create_caching_repo is build
+    assert vars(config_loader())[REPOSITORY_BUILDER] is build

@@ -70,7 +70,8 @@ def test_good_values_pass():
 
 def test_fit_trains_on_the_chosen_threads_and_restores_the_previous_count(monkeypatch):
     during = []
-    fit = _lightning._fit_passing_interrupts
+    # The fit call inside the Lightning estimator, private to it: the threads it runs on.
+    fit = _lightning._fit_passing_interrupts  # noqa: SLF001
     monkeypatch.setattr(_lightning, "_fit_passing_interrupts",
                         lambda *args: (during.append(torch.get_num_threads()), fit(*args)))
     X, y = load_iris(return_X_y=True)

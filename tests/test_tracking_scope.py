@@ -41,7 +41,7 @@ def test_job_store_pragmas_stay_on_the_job_store(workdir: Path) -> None:
         # sqlite3's own default timeout (5 s), its default rollback journal.
         assert pragmas(unrelated) == (5000, "delete"), unrelated.url
     assert not sqlalchemy.event.contains(Engine, "connect",
-                                         tracking.store._sqlite_pragmas)
+                                         tracking.store.sqlite_pragmas)
 
 
 def test_a_rank_other_than_0_gets_a_tracker_that_sends_nothing(workdir: Path,

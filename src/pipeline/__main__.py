@@ -7,12 +7,11 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from pipeline.compat.hydra import quick_help
 from pipeline.config import config_dir
 from pipeline.errors import JobStopped, PipelineError, exit_status, stop_on_signals
 
@@ -39,7 +38,7 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     try:
-        with _quick_help() if HELP.intersection(sys.argv[1:]) else contextlib.nullcontext():
+        with quick_help() if HELP.intersection(sys.argv[1:]) else contextlib.nullcontext():
             job()
     except KeyboardInterrupt as interrupt:
         from pipeline import sweeps
@@ -139,35 +138,6 @@ def _check_settings(cfg: DictConfig) -> None:
 
     checks.seed(cfg.get("seed"))
     threads.check(cfg.get("threads", threads.AUTO))
-
-
-@contextlib.contextmanager
-def _quick_help() -> Iterator[None]:
-    """`--help` lists every option of every config group; Hydra builds (deep-copies) its config
-    repository once per group it asks about, which takes a second. The search path does not
-    change while help is printed, so within this block one repository per (loader, config,
-    overrides) serves every ask."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    name = "_parse_overrides_and_create_caching_repo"
-    build = getattr(ConfigLoaderImpl, name, None)
-    if build is None:  # another Hydra than the one this was written for: its own pace
-        yield
-        return
-    built: dict[tuple, Any] = {}
-
-    def memoized(self: ConfigLoaderImpl, config_name: str | None,
-                 overrides: list[str]) -> Any:
-        key = (id(self), config_name, tuple(overrides))
-        if key not in built:
-            built[key] = build(self, config_name, overrides)
-        return built[key]
-
-    setattr(ConfigLoaderImpl, name, memoized)
-    try:
-        yield
-    finally:
-        setattr(ConfigLoaderImpl, name, build)
 
 
 def _own_process_per_job() -> bool:

@@ -59,15 +59,11 @@ def _preprocessing_arguments(job: Job, preprocess: Any) -> None:
     """scikit-learn's declared constraints of every preprocessing step (imputers, encoder,
     scaler, reducer), checked as `fit` would check them. The model's own are checked when it
     is built."""
-    from sklearn.utils._param_validation import InvalidParameterError
+    from pipeline.compat.sklearn import parameter_error
 
     for part in _parts(preprocess):
-        if not hasattr(part, "_parameter_constraints"):
-            continue
-        try:
-            part._validate_params()
-        except InvalidParameterError as error:
-            raise PipelineError(_preprocessing_message(job, part, str(error))) from error
+        if (error := parameter_error(part)) is not None:
+            raise PipelineError(_preprocessing_message(job, part, error))
 
 
 def _parts(estimator: Any) -> Iterator[BaseEstimator]:

@@ -122,8 +122,10 @@ REPEATED = (ms.RepeatedKFold, ms.RepeatedStratifiedKFold)
 
 
 def _per_repeat(splitter: Any) -> int:
-    """The folds of one round: `n_splits`, which the repeated splitters keep in `cvargs`."""
-    return splitter.cvargs["n_splits"] if isinstance(splitter, REPEATED) else splitter.n_splits
+    """The folds of one round: `n_splits` (a repeated splitter's count covers its rounds)."""
+    if isinstance(splitter, REPEATED):
+        return splitter.get_n_splits() // splitter.n_repeats
+    return splitter.n_splits
 
 
 def _splitter(scheme: Scheme, task: Task) -> Any:

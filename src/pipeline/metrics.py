@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
+from pipeline.compat.sklearn import scorer_parts
 from pipeline.errors import PipelineError
 
 # What a metric reads of the fitted estimator on a part.
@@ -247,8 +248,7 @@ def check_responses(names: list[str], task: str, estimator: Any, model: str) -> 
         metric = get(name, task)
         if metric.response != ESTIMATOR:
             continue
-        wanted = metric.function._response_method
-        wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+        wanted = scorer_parts(metric.function).response_methods
         if not any(hasattr(estimator, method) for method in wanted):
             raise PipelineError(
                 f"metric {name} reads the model's {' or '.join(wanted)}, which model={model} "
@@ -274,11 +274,13 @@ def _with_positive_class(scorer: Any, positive: Any) -> Any:
     default of 1, which named labels ('benign', 'malignant') do not hold."""
     import inspect
 
-    function, options = scorer._score_func, dict(scorer._kwargs)
-    if "pos_label" in options or "pos_label" not in inspect.signature(function).parameters:
+    parts = scorer_parts(scorer)
+    if "pos_label" in parts.kwargs or "pos_label" not in inspect.signature(
+            parts.function).parameters:
         return scorer
-    return skm.make_scorer(function, response_method=scorer._response_method,
-                           greater_is_better=scorer._sign > 0, pos_label=positive, **options)
+    return skm.make_scorer(parts.function, response_method=parts.response_methods,
+                           greater_is_better=parts.greater_is_better, pos_label=positive,
+                           **parts.kwargs)
 
 
 class Predictions:

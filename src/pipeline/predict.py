@@ -116,6 +116,7 @@ def read(path: Path) -> pd.DataFrame:
 def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[str, str]]]:
     """The scikit-learn pipeline logged to run `run_id` (with `predict_proba` where it has
     one), and its input columns `(name, MLflow type)` from the signature."""
+    from pipeline.compat.mlflow import tracking_uri as scoped_tracking_uri
     from pipeline.tracking.client import check_reachable, quiet_mlflow
     from pipeline.tracking.secrets import redact
     from pipeline.tracking.store import default_uri
@@ -130,15 +131,22 @@ def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[
     quiet_mlflow()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+    except MlflowException as error:
+        raise PipelineError(f"run {run_id} not found in {where}") from error
+    # MLflow resolves a `runs:/` model URI against its global tracking URI alone.
+    with scoped_tracking_uri(uri):
+        return _logged_model(run_id, f"runs:/{run_id}/model")
+
+
+def _logged_model(run_id: str, model_uri: str) -> tuple[Any, list[tuple[str, str]]]:
+    import mlflow
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(uri)
-    try:
-        mlflow.MlflowClient().get_run(run_id)
-    except MlflowException as error:
-        raise PipelineError(f"run {run_id} not found in {where}") from error
-    model_uri = f"runs:/{run_id}/model"
     try:
         info = mlflow.models.get_model_info(model_uri)
     except (MlflowException, OSError) as error:

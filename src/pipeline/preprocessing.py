@@ -13,9 +13,10 @@ from sklearn import impute
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
-from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
+from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
 
 from pipeline import tasks
+from pipeline.compat.sklearn import InvalidParameterError, parameter_error, standard_scale
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 from pipeline.tasks import Task
@@ -31,18 +32,15 @@ class StandardScaler(sklearn.preprocessing.StandardScaler):
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> StandardScaler:
         if sample_weight is not None or not (self.with_mean and self.with_std) or issparse(X):
             return super().fit(X, y, sample_weight)
-        self._validate_params()
-        self._reset()
+        if (error := parameter_error(self)) is not None:
+            raise InvalidParameterError(error)
+        # A new fit: every learned attribute is set below or by scikit-learn's own `fit`.
         checked = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan")
         if not _chunks_add_up_in_order(checked) or np.isnan(checked).any():
             return super().fit(X, y)  # scikit-learn's, on the same rows
         self.mean_, self.var_ = _mean_and_variance(checked)
         self.n_samples_seen_ = np.float64(len(checked))  # as scikit-learn 1.9 counts them
-        from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
-
-        constant = _is_constant_feature(self.var_, self.mean_, self.n_samples_seen_)
-        self.scale_ = _handle_zeros_in_scale(np.sqrt(self.var_), copy=False,
-                                             constant_mask=constant)
+        self.scale_ = standard_scale(self.var_, self.mean_, self.n_samples_seen_)
         return self
 
 
@@ -135,29 +133,47 @@ class SimpleImputer(impute.SimpleImputer):
     output, faster on large float columns: its median of numeric columns is numpy's (where
     scikit-learn's masked-array median took 35 s of a 1M-row job's 45 s fold on 800,000 rows x
     50 columns), and `transform` of rows with nothing missing is the copy it makes of them (no
-    mask, no search for missing cells)."""
+    mask, no search for missing cells). Only public methods are overridden: the medians are
+    handed to scikit-learn's own `fit` as a one-row table (a value is its own median), so that
+    every fitted attribute is scikit-learn's."""
 
-    def _dense_fit(self, X: np.ndarray, strategy: Any, missing_values: Any,
-                   fill_value: Any) -> np.ndarray:
-        if not (strategy == "median" and X.dtype.kind == "f" and _is_nan(missing_values)):
-            return super()._dense_fit(X, strategy, missing_values, fill_value)
-        missing = np.isnan(X)
-        self._fit_indicator(missing)
+    def fit(self, X: Any, y: Any = None) -> SimpleImputer:
+        if (self.strategy != "median" or not _is_nan(self.missing_values) or self.add_indicator
+                or issparse(X)):
+            return super().fit(X, y)
+        try:
+            checked = check_array(X, dtype=FLOAT_DTYPES, ensure_all_finite="allow-nan",
+                                  ensure_min_samples=1)
+        except ValueError:
+            return super().fit(X, y)  # scikit-learn's own message
+        if checked.dtype.kind != "f" or checked.ndim != 2:
+            return super().fit(X, y)
+        missing = np.isnan(checked)
         if missing.any():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a column missing in every row
-                median = np.array([np.nanmedian(X[:, j]) for j in range(X.shape[1])],
-                                  dtype=X.dtype)
+                median = np.array([np.nanmedian(checked[:, j]) for j in range(checked.shape[1])],
+                                  dtype=checked.dtype)
         else:
-            median = np.array([_median(X[:, j]) for j in range(X.shape[1])], dtype=X.dtype)
-        median[np.isnan(median)] = 0 if self.keep_empty_features else np.nan
-        return median
+            median = np.array([_median(checked[:, j]) for j in range(checked.shape[1])],
+                              dtype=checked.dtype)
+        medians = median[None, :]
+        if isinstance(X, pd.DataFrame):  # the same feature names
+            medians = pd.DataFrame(medians, columns=X.columns)
+        return super().fit(medians, y)
 
     def transform(self, X: Any) -> Any:
         if self.add_indicator or not _is_nan(self.missing_values) or issparse(X):
             return super().transform(X)
         check_is_fitted(self)
-        checked = self._validate_input(X, in_fit=False)  # a copy, as scikit-learn's
+        if self.statistics_.dtype.kind != "f":
+            return super().transform(X)
+        # Checked and copied as scikit-learn's `transform` does (its dtype rule for a numeric
+        # fit: floats for mean and median, the input's own otherwise).
+        dtype = FLOAT_DTYPES if self.strategy in ("mean", "median") else None
+        checked = validate_data(self, X, reset=False, accept_sparse="csc", dtype=dtype,
+                                force_writeable=True, ensure_all_finite="allow-nan",
+                                copy=self.copy)
         if (checked.dtype.kind != "f" or checked.shape[1] != len(self.statistics_)
                 or np.isnan(checked).any()
                 or not (self.keep_empty_features

@@ -15,6 +15,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from pipeline.compat.hydra import job_error
 from pipeline.errors import JobStopped, PipelineError
 
 # Each job of a sweep records its outcome in one file per job number under the sweep's
@@ -61,7 +62,7 @@ class SweepSummary(Callback):
         if job_return.status != JobStatus.FAILED:
             _record(config, OK)
             return
-        error = job_return._return_value
+        error = job_error(job_return)
         kind = ""
         if not isinstance(error, PipelineError | JobStopped):
             traceback.print_exception(error, file=sys.stderr)  # a bug: show where

@@ -56,18 +56,14 @@ def _mismatch(name: str, estimator: Any, dataset: Dataset, task: Task) -> str:
 
 
 def _validate_params(name: str, estimator: Any) -> None:
-    """Reject an invalid constructor argument now rather than when the first fold is fitted."""
-    from sklearn.utils._param_validation import InvalidParameterError
+    """Reject an invalid constructor argument now rather than when the first fold is fitted.
+    scikit-learn's estimators declare their constraints; ours check in their own
+    `_validate_params`, raising PipelineError."""
+    from pipeline.compat.sklearn import parameter_error
 
-    try:
-        # scikit-learn's estimators declare their constraints; ours check in their own
-        # `_validate_params`, raising PipelineError.
-        own_check = type(estimator)._validate_params is not BaseEstimator._validate_params
-        if own_check or hasattr(estimator, "_parameter_constraints"):
-            estimator._validate_params()
-    except InvalidParameterError as error:
-        message = str(error).replace("The '", "model.").replace("' parameter of ", " of ")
-        raise PipelineError(f"model={name}: {message}") from error
+    if (message := parameter_error(estimator)) is not None:
+        message = message.replace("The '", "model.").replace("' parameter of ", " of ")
+        raise PipelineError(f"model={name}: {message}")
 
 
 def requires(estimator: Any) -> frozenset[str]:

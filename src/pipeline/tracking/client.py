@@ -51,12 +51,12 @@ class RecordedClient:
     out MLflow's retries."""
 
     def __init__(self, client: Any, uri: str):
-        self._client, self._uri = client, uri
+        self.wrapped, self._uri = client, uri  # the MlflowClient whose calls are recorded
         self._lost: TrackingFailure | None = None
         self.artifacts = ""  # where the experiment's artifacts go, for the message
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
+        attribute = getattr(self.wrapped, name)
         if not callable(attribute):
             return attribute
 

@@ -106,7 +106,8 @@ def create_whole(uri: str) -> None:
     import sqlite3
 
     import sqlalchemy
-    from mlflow.store.db.utils import _initialize_tables
+
+    from pipeline.compat.mlflow import initialize_tables
 
     path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     if path is None or path.exists():
@@ -114,7 +115,7 @@ def create_whole(uri: str) -> None:
     building = path.with_name(f"{path.name}.creating-{os.getpid()}")
     engine = sqlalchemy.create_engine(f"sqlite:///{building}")
     try:
-        _initialize_tables(engine)
+        initialize_tables(engine)
         engine.dispose()
         with sqlite3.connect(building) as db:  # one self-contained file: no log beside it
             db.execute("PRAGMA journal_mode = DELETE")
@@ -171,7 +172,7 @@ def open_client(uri: str) -> Any:
     """An MlflowClient on `uri`; on a local SQLite store, the connections of the store's
     engine wait for a lock instead of failing with "database is locked", and the store uses
     write-ahead logging so that readers do not block the writer, syncing the log to disk at
-    checkpoints rather than at every commit (`_sqlite_pragmas`).
+    checkpoints rather than at every commit (`sqlite_pragmas`).
 
     What it touches: the SQLAlchemy engine(s) of this store only, which MLflow keeps one per
     URI for the process (the client's store, and the fluent API's for the same URI, share
@@ -190,7 +191,9 @@ def open_client(uri: str) -> Any:
 def store_engines(client: Any) -> list[Any]:
     """The SQLAlchemy engines behind an MlflowClient's tracking store (its `engine`, and a
     read replica's where one is set); none for a server or a file store."""
-    store = client._tracking_client.store
+    from pipeline.compat.mlflow import tracking_store
+
+    store = tracking_store(client)
     return [engine for engine in (getattr(store, "engine", None),
                                   getattr(store, "read_engine", None)) if engine is not None]
 
@@ -198,13 +201,13 @@ def store_engines(client: Any) -> list[Any]:
 def _wait_for_locks(engine: Any) -> None:
     from sqlalchemy import event
 
-    if event.contains(engine, "connect", _sqlite_pragmas):
+    if event.contains(engine, "connect", sqlite_pragmas):
         return
-    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", sqlite_pragmas)
     engine.dispose()  # pooled connections opened without the pragmas: reopened with them
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def sqlite_pragmas(connection: Any, _record: Any) -> None:
     import sqlite3
 
     if isinstance(connection, sqlite3.Connection):
