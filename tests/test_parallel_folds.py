@@ -281,6 +281,12 @@ def test_an_error_in_a_worker_fails_its_fold_run_and_the_parent(workdir):
     runs = all_runs(workdir)
     [parent] = parents(runs).itertuples()
     assert parent.status == "FAILED"
+    # ...and with the run, as its artifact, for whoever reads the store.
+    from mlflow.artifacts import download_artifacts
+
+    artifact = download_artifacts(run_id=parent.run_id, artifact_path="traceback.txt",
+                                  tracking_uri=store_uri(workdir), dst_path=str(workdir / "dl"))
+    assert "_broken_fit" in Path(artifact).read_text()
     folds = children(runs, parent.run_id)
     assert list(folds["tags.mlflow.runName"]) == ["fold-1"]
     assert list(folds["status"]) == ["FAILED"]

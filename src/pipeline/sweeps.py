@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from pipeline.compat.hydra import job_error
 from pipeline.errors import JobStopped, PipelineError
+from pipeline.tracking.client import store_faults
 
 # Each job of a sweep records its outcome in one file per job number under the sweep's
 # directory: launchers that run jobs in other processes (joblib, SLURM) keep no callback
@@ -87,7 +88,7 @@ class SweepSummary(Callback):
         failures = [outcome for outcome in outcomes.values() if outcome != OK]
         try:
             best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
-        except Exception as error:  # Hydra would make it a warning and hide the failures
+        except store_faults() as error:  # Hydra would make it a warning and hide the failures
             best = None
             print(f"warning: the sweep's best job could not be tagged in MLflow: "
                   f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
@@ -184,7 +185,7 @@ def _open_store(uri: str | None) -> None:
     try:
         with sqlite_guard(uri):  # the store may be new: one process at a time creates it
             open_client(uri)
-    except Exception:  # noqa: BLE001 - only a head start: each job reports its store's faults
+    except store_faults():  # only a head start: each job reports its store's faults in one line
         pass
 
 
@@ -217,7 +218,7 @@ def end_interrupted_sweep() -> str | None:
             # Jobs that heard the signal too (sent to the whole group) ended their runs
             # themselves, before or while the sweep looked.
             killed = len(stopped_jobs(client, directory))
-    except Exception as error:  # noqa: BLE001 - the interrupt is what the user must hear of
+    except store_faults() as error:  # the interrupt is what the user must hear of
         return (f"the runs of sweep {directory} could not be checked ({type(error).__name__}); "
                 "python -m pipeline.doctor marks those left RUNNING")
     if not marked and not killed:

@@ -87,13 +87,16 @@ class OptunaSweeper(Sweeper):
         together on a new database race to create Optuna's tables, and the loser's error
         (a duplicate type or table) is gone a moment later: tried up to 3 times."""
         import optuna
+        from optuna.exceptions import OptunaError
+
+        from pipeline.tracking.client import store_faults
 
         for attempt in range(1, 4):
             try:
                 return optuna.create_study(storage=self.storage, study_name=self.study_name,
                                            sampler=sampler, direction=self.direction,
                                            load_if_exists=True)
-            except Exception as error:  # noqa: BLE001 - a storage that cannot be opened
+            except (*store_faults(), ImportError, ValueError, OptunaError) as error:
                 if attempt == 3:
                     from pipeline.tracking.secrets import scrub
 

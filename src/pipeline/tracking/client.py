@@ -92,6 +92,16 @@ class RecordedClient:
             raise failure from error
 
 
+def store_faults() -> tuple[type[BaseException], ...]:
+    """What opening or reading a store can raise besides our own one-line errors: MLflow's,
+    SQLAlchemy's and the operating system's. For `except store_faults():`, which evaluates it
+    only once an exception is on its way, so that MLflow is imported only then."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return PipelineError, MlflowException, SQLAlchemyError, OSError
+
+
 def failure_of(error: BaseException, uri: str, artifacts: str = "") -> TrackingFailure | None:
     """`error` as the infrastructure failure it is (disk full, server gone, store failing),
     or None for anything else (a bug or a user's mistake, reported as it is)."""

@@ -40,7 +40,7 @@ def redact_logs() -> None:
         record = factory(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, later
+        except (TypeError, ValueError):  # a malformed record: logging's to report, later
             return record
         if "@" in message:
             record.msg, record.args = scrub(message), None

@@ -9,6 +9,7 @@ import math
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,10 @@ class Tracker(BaseTracker):
             message = scrub(" ".join(str(error).split()))[:5000] or repr(error)
             failure = error if isinstance(error, TrackingFailure) else None
             try:
+                if parent is None and _is_defect(error):
+                    # A defect of ours: its traceback goes with the run, to be reported.
+                    self.log_text(run_id, "".join(traceback.format_exception(error)),
+                                  "traceback.txt")
                 self.client.set_tag(run_id, "error", message)
                 self.client.set_terminated(run_id, "FAILED")
                 if failure is not None:
@@ -311,3 +316,9 @@ def _signals_deferred() -> Iterator[list[int]]:
             # None: a handler set outside Python; the nearest Python equivalent is restored.
             default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
             signal.signal(signum, default if handler is None else handler)
+
+
+def _is_defect(error: BaseException) -> bool:
+    """Whether `error` is a defect of ours rather than the user's mistake (PipelineError), a
+    stop signal or the store's failure, each of which says what happened in its own line."""
+    return isinstance(error, Exception) and not isinstance(error, PipelineError | TrackingFailure)
