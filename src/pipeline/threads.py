@@ -5,12 +5,14 @@ The rule (`auto`): torch gets 1 thread below `PARALLEL_WORK` multiply-adds per s
 per `WORK_PER_THREAD`, at most the free cores; the BLAS/OpenMP pools get the free cores; folds
 in N workers share them. Free cores are the usable ones (CPU affinity) less those that
 /proc/loadavg shows other tasks running on. Why /proc: a thread team larger than the idle cores
-waits at every barrier for its preempted members. `benchmarks/bench_threads.py --rules`
-measured it against the rule that needs no /proc (every usable core counted free) on 2 cores
-shared with other work (load average 8-11): quiet and beside a CPU-bound neighbour, the
-free-cores rule gave 1 thread where the other gave 2, and ran 5-8x faster on steps of 7e7
-multiply-adds and 30-65x faster on scikit-learn's LogisticRegression CV on digits (medians of
-3; the MLP job, 1 torch thread under both, within noise).
+waits at every barrier for its preempted members.
+`benchmarks/bench_threads.py --rules` measured it against the rule that needs no /proc (every
+usable core counted free) on 2 cores shared with other work (load average 8-11), quiet and
+beside a CPU-bound neighbour: the free-cores rule gave 1 thread where the other gave 2, and
+ran 2.5-8x faster on steps of 7e7 multiply-adds and 20-70x on scikit-learn's
+LogisticRegression CV on digits (medians of 3, in each of 2 runs). The MLP job on digits (1
+torch thread under both) took 0.7-1.0x as long under the no-/proc rule: its folds fit in
+under 1.5 s of 7-47 s, and the gap, outside the fits, is not explained.
 """
 
 from __future__ import annotations
