@@ -7,12 +7,13 @@ in N workers share them. Free cores are the usable ones (CPU affinity) less thos
 /proc/loadavg shows other tasks running on. Why /proc: a thread team larger than the idle cores
 waits at every barrier for its preempted members.
 `benchmarks/bench_threads.py --rules` measured it against the rule that needs no /proc (every
-usable core counted free) on 2 cores shared with other work (load average 8-11), quiet and
-beside a CPU-bound neighbour: the free-cores rule gave 1 thread where the other gave 2, and
-ran 2.5-8x faster on steps of 7e7 multiply-adds and 20-70x on scikit-learn's
-LogisticRegression CV on digits (medians of 3, in each of 2 runs). The MLP job on digits (1
-torch thread under both) took 0.7-1.0x as long under the no-/proc rule: its folds fit in
-under 1.5 s of 7-47 s, and the gap, outside the fits, is not explained.
+usable core counted free) on 2 cores shared with other work (3 runs, medians of 3 each):
+beside a CPU-bound neighbour, or at load average 8-11 without it, the free-cores rule gave 1
+thread where the other gave 2 and ran 2.5-8x faster on steps of 7e7 multiply-adds and 20-70x
+on scikit-learn's LogisticRegression CV on digits; at load average 2 without the neighbour it
+sometimes caught a busy moment, gave 1, and took 1.7x as long on those steps. The MLP job on
+digits (1 torch thread under both) took 0.7-1.2x as long under the no-/proc rule, a gap
+outside its fits (under 1.5 s of 5-47 s), not explained.
 """
 
 from __future__ import annotations
