@@ -3,6 +3,7 @@ previous count restored after a fit, and bad values refused before any run."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -24,6 +25,64 @@ DIGITS_MLP_STEP = 64 * (64 * 64 + 64 * 10)
 def four_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     monkeypatch.setattr(threads, "busy_cores", lambda: 0)
+
+
+def test_the_rule_gives_one_thread_below_parallel_work_then_one_per_share_of_it():
+    below, share = threads.PARALLEL_WORK, threads.WORK_PER_THREAD
+    assert threads.threads_for_work(0, 8) == 1
+    assert threads.threads_for_work(DIGITS_MLP_STEP, 8) == 1
+    assert threads.threads_for_work(below - 1, 8) == 1
+    assert threads.threads_for_work(below, 8) == below // share == 2
+    assert threads.threads_for_work(3 * share, 8) == 3
+    assert threads.threads_for_work(3 * share - 1, 8) == 2  # whole shares only
+    assert threads.threads_for_work(100 * share, 8) == 8  # never above the free cores
+    assert threads.threads_for_work(100 * share, 1) == 1
+    assert threads.threads_for_work(100 * share, 0) == 1  # at least one
+
+
+def test_busy_cores_are_the_least_runnable_count_less_this_thread():
+    assert threads.runnable_tasks("0.52 0.41 0.30 3/125 4412\n") == 3
+    assert threads.runnable_tasks("11.00 11.10 7.78 12/180 14645") == 12
+    with pytest.raises(ValueError):
+        threads.runnable_tasks("")
+    with pytest.raises(ValueError):
+        threads.runnable_tasks("0.52 0.41 0.30 x/125 4412")
+    assert threads.others_busy([1, 1, 1]) == 0  # this thread alone
+    assert threads.others_busy([4, 2, 3]) == 1  # a task that passed is not counted
+    assert threads.others_busy([0, 5, 5]) == 0  # never below none
+
+
+def test_free_cores_are_the_usable_ones_less_the_busy_ones(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    for busy, free in [(0, 4), (1, 3), (3, 1), (4, 1), (9, 1)]:
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
+        assert threads.free_cores() == free
+
+
+def test_busy_cores_look_at_proc_loadavg_at_most_once_a_second(monkeypatch):
+    lines = iter(["0.1 0.1 0.1 5/100 1", "0.1 0.1 0.1 3/100 1", "0.1 0.1 0.1 4/100 1",
+                  "0.1 0.1 0.1 1/100 1", "0.1 0.1 0.1 1/100 1", "0.1 0.1 0.1 1/100 1"])
+    read = []
+
+    def fake_open(path):
+        read.append(path)
+        return io.StringIO(next(lines))
+
+    monkeypatch.setattr(threads, "open", fake_open, raising=False)
+    monkeypatch.setattr(threads, "_busy", None)
+    assert threads.busy_cores() == 2  # least of 5, 3, 4 runnable, less this thread
+    assert threads.busy_cores() == 2 and len(read) == 3  # cached: many small fits look once
+    monkeypatch.setattr(threads, "_busy", (threads.time.monotonic() - threads.BUSY_TTL_S, 2))
+    assert threads.busy_cores() == 0 and read == ["/proc/loadavg"] * 6
+
+
+def test_busy_cores_are_none_where_the_system_does_not_say(monkeypatch):
+    def no_proc(path):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(threads, "open", no_proc, raising=False)
+    monkeypatch.setattr(threads, "_busy", None)
+    assert threads.busy_cores() == 0
 
 
 def test_auto_gives_small_work_one_thread_and_large_work_the_idle_cores(four_idle_cores):

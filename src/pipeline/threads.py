@@ -1,10 +1,19 @@
 """How many threads torch and the BLAS/OpenMP libraries get: chosen from the work and the cores
 free for it (`threads: auto`), or the job's `threads: N`.
 
-On a shared or busy machine an intra-op team larger than the idle cores spends its time
-waiting for its preempted members (OpenMP threads spin at every barrier): a 64-unit MLP on
-`digits` then trains 13-100x slower on two threads than on one. One thread wins until a step's
-matrix products are large enough to split, and only where cores are idle.
+The rule (`auto`): torch gets 1 thread below `PARALLEL_WORK` multiply-adds per step, else one
+per `WORK_PER_THREAD`, at most the free cores; the BLAS/OpenMP pools get the free cores; folds
+in N workers share them. Free cores are the usable ones (CPU affinity) less those that
+/proc/loadavg shows other tasks running on. Why /proc: a thread team larger than the idle cores
+waits at every barrier for its preempted members.
+`benchmarks/bench_threads.py --rules` measured it against the rule that needs no /proc (every
+usable core counted free) on 2 cores shared with other work (3 runs, medians of 3 each):
+beside a CPU-bound neighbour, or at load average 8-11 without it, the free-cores rule gave 1
+thread where the other gave 2 and ran 2.5-8x faster on steps of 7e7 multiply-adds and 20-70x
+on scikit-learn's LogisticRegression CV on digits; at load average 2 without the neighbour it
+sometimes caught a busy moment, gave 1, and took 1.7x as long on those steps. The MLP job on
+digits (1 torch thread under both) took 0.7-1.2x as long under the no-/proc rule, a gap
+outside its fits (under 1.5 s of 5-47 s), not explained.
 """
 
 from __future__ import annotations
@@ -23,9 +32,9 @@ AUTO = "auto"
 ENV = "PIPELINE_THREADS"
 # Multiply-adds per optimizer step (batch rows x the sum of in x out over the layers) from
 # which a second thread may pay for its synchronisation. Set high on purpose: one thread too
-# few costs at most the split's gain, one too many 10-100x on a busy machine. On the 2-core
-# machine it was tuned on, never idle, one thread won at every size up to 4e9
-# (benchmarks/bench_threads.py --sizes measures it where cores are free).
+# few costs at most the split's gain, one too many 10-100x on a busy machine. On 2 cores at
+# load average 0.6, two threads took 0.8x one's time at 1.7e7 and 0.6-0.7x at 7e7 and above;
+# beside a CPU-bound neighbour 1.2-4.3x at every size (benchmarks/bench_threads.py --sizes).
 PARALLEL_WORK = 2e7
 # Above it, a thread per this much work, at most the free cores (above them the team waits
 # for its preempted members).
@@ -93,11 +102,25 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def runnable_tasks(loadavg: str) -> int:
+    """The tasks running or ready to run now, from a /proc/loadavg line
+    (`0.52 0.41 0.30 3/125 4412`: the 3); ValueError where the line is not one."""
+    try:
+        return int(loadavg.split()[3].split("/")[0])
+    except IndexError:
+        raise ValueError(f"not a /proc/loadavg line: {loadavg!r}") from None
+
+
+def others_busy(runnable_looks: list[int]) -> int:
+    """Cores other tasks keep busy, from runnable-task counts taken a moment apart: the least
+    (a passing task is not counted), less this thread."""
+    return max(0, min(runnable_looks) - 1)
+
+
 def busy_cores() -> int:
-    """Cores that other tasks keep busy now: the runnable tasks the kernel counts (Linux's
-    /proc/loadavg), least of three looks a millisecond apart so that a passing task is not
-    counted, less this thread. 0 where the system does not say. Looked at once a second at
-    most (a job of many small folds asks per fit)."""
+    """Cores that other tasks keep busy now (`others_busy` of three looks at Linux's
+    /proc/loadavg a millisecond apart); 0 where the system does not say. Looked at once a
+    second at most (a job of many small folds asks per fit)."""
     global _busy
     now = time.monotonic()
     if _busy is not None and now - _busy[0] < BUSY_TTL_S:
@@ -106,12 +129,12 @@ def busy_cores() -> int:
     for look in range(3):
         try:
             with open("/proc/loadavg") as file:
-                looks.append(int(file.read().split()[3].split("/")[0]))
-        except (OSError, ValueError, IndexError):
+                looks.append(runnable_tasks(file.read()))
+        except (OSError, ValueError):
             return 0
         if look < 2:
             time.sleep(0.001)
-    _busy = (now, max(0, min(looks) - 1))
+    _busy = (now, others_busy(looks))
     return _busy[1]
 
 
@@ -120,17 +143,25 @@ def free_cores() -> int:
     return max(1, usable_cores() - busy_cores())
 
 
+def threads_for_work(work: float, free: int) -> int:
+    """`auto`'s torch threads for a step of `work` multiply-adds with `free` cores: 1 below
+    `PARALLEL_WORK`, else one per `WORK_PER_THREAD` of work, at most `free` (and at least 1)."""
+    if work < PARALLEL_WORK:
+        return 1
+    return max(1, min(int(work // WORK_PER_THREAD), free))
+
+
 def for_torch(work: float) -> int:
     """Intra-op threads for torch training whose optimizer step costs `work` multiply-adds
     (batch rows x sum over layers of in x out features; times the folds for folds trained as
-    one batched model). `threads: N` gives N; `auto` gives 1 below `PARALLEL_WORK`, else a
-    thread per `WORK_PER_THREAD` of work, at most the free cores."""
+    one batched model). `threads: N` gives N; `auto` gives `threads_for_work` on the free
+    cores (the free cores are not looked at below `PARALLEL_WORK`)."""
     chosen = setting()
     if chosen != AUTO:
         return int(chosen)
     if work < PARALLEL_WORK:
         return 1
-    return max(1, min(int(work // WORK_PER_THREAD), free_cores()))
+    return threads_for_work(work, free_cores())
 
 
 def for_blas() -> int:
