@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
-from pipeline.predict import input_schema
+from pipeline.tracking.signature import input_schema
 
 
 def table(rows: int) -> pd.DataFrame:

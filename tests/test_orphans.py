@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from pipeline import compare, doctor, tracking
+from pipeline.tracking import orphans
 from tests.conftest import all_runs, children, parents, store_uri
 from tests.test_interrupts import CHEAP, cheap_env, interrupt_during_fold_3
 
@@ -88,18 +89,18 @@ def test_compare_marks_them(orphaned, workdir, capsys):
 def test_the_rule_for_a_process_of_this_host():
     here = socket.gethostname()
     me = tracking.process_tags()
-    assert doctor.judge(me) == (False, "")
+    assert orphans.judge(me) == (False, "")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
     pid = ended.stdout.strip()
-    assert doctor.judge({**me, "pid": pid}) == (True, f"process {pid} on host {here} is gone")
+    assert orphans.judge({**me, "pid": pid}) == (True, f"process {pid} on host {here} is gone")
     # This process's id, recorded with another start time: the id was reused since.
     reused = {**me, "pid_start": me["pid_start"] + "0"}
-    assert doctor.judge(reused) == (
+    assert orphans.judge(reused) == (
         True, f"process {os.getpid()} on host {here} is gone (its id now belongs to a later "
               "process)")
-    elsewhere, why = doctor.judge({**me, "host": "another-host"})
+    elsewhere, why = orphans.judge({**me, "host": "another-host"})
     assert elsewhere is None and "made on host another-host" in why
-    container, why = doctor.judge({**me, "pid_namespace": "pid:[1]", "pid": pid})
+    container, why = orphans.judge({**me, "pid_namespace": "pid:[1]", "pid": pid})
     assert container is None and "made in another container" in why
-    assert doctor.judge({})[0] is None
+    assert orphans.judge({})[0] is None

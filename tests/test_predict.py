@@ -26,9 +26,9 @@ def refit_models(monkeypatch: pytest.MonkeyPatch) -> list:
     models: list = []
     log_model = tracking.Tracker.log_model
 
-    def keep(self, run_id, model, X):
+    def keep(self, run_id, model, X, packages=()):
         models.append(model)
-        return log_model(self, run_id, model, X)
+        return log_model(self, run_id, model, X, packages)
 
     monkeypatch.setattr(tracking.Tracker, "log_model", keep)
     return models
@@ -171,9 +171,9 @@ def typed_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     logged: list = []
     log_model = tracking.Tracker.log_model
 
-    def keep(self, run_id, model, X):
+    def keep(self, run_id, model, X, packages=()):
         logged.append((model, X))
-        return log_model(self, run_id, model, X)
+        return log_model(self, run_id, model, X, packages)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)

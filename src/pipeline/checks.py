@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+from pipeline.spec import is_int
 
 if TYPE_CHECKING:  # `seed` is checked before scikit-learn and pandas are imported
     from sklearn.base import BaseEstimator
@@ -198,10 +199,3 @@ def _name_problem(name: str) -> str | None:
         return (f"is {size} bytes long, and as its artifacts' directory may be at most "
                 f"{MAX_NAME_BYTES}")
     return None
-
-
-def is_int(value: Any) -> bool:
-    """An integer (numpy's too), not a bool."""
-    import numbers
-
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -90,7 +90,8 @@ def refit(template: Pipeline, dataset: Dataset, task: Task, tracker: BaseTracker
     as the parent run's model."""
     final = clone(template)
     fitted = task.fit(final, dataset, slice(None))
-    logged = tracker.log_model(parent, final, dataset.X)
+    logged = tracker.log_model(parent, final, dataset.X,
+                               ("torch",) if "torch" in models.requires(final) else ())
     log.info("refit on all %d rows in %.2fs, logged as the run's model in %.2fs",
              len(dataset.X), fitted, logged)
     return final

@@ -27,9 +27,6 @@ Columns the model does not take are an error, unless ignore_extra=true drops the
 KEYS = ("run_id", "input", "output", "tracking_uri", "ignore_extra")
 # MLflow's numeric column types: earlier models declared integer columns `long`.
 NUMBERS = ("double", "float", "long", "integer")
-# What the values of a column of categories are (pandas' `infer_dtype`), as an MLflow type.
-CATEGORY_KINDS = {"boolean": "boolean", "integer": "double", "floating": "double",
-                  "mixed-integer-float": "double", "decimal": "double"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,36 +232,6 @@ def _booleans(column: pd.Series, name: str) -> pd.Series:
 
 def _listed(names: list[str], most: int = 10) -> str:
     return ", ".join(names[:most]) + (f", … ({len(names)} in all)" if len(names) > most else "")
-
-
-def input_schema(X: pd.DataFrame) -> Any:
-    """The MLflow schema of the columns a model fit on `X` takes, from all of `X`'s rows.
-
-    Read from the dtypes (and, for a column of categories, pandas' compiled `infer_dtype`):
-    next to nothing on a big table, where `mlflow.models.infer_signature` takes seconds to
-    read every value in Python, and sampling rows would miss what comes late. Every column is
-    required (the model cannot do without one) and may hold blanks (the model imputes them).
-    A column of whole numbers with no blank in any training row is `long`, so that the
-    training frame itself (int64) passes MLflow's checks; any other numeric column is `double`
-    (MLflow refuses to cast int64 to double, and a blank makes pandas read integers as floats).
-    `pipeline.predict` takes blanks in a `long` column too; a served model refuses them, as
-    MLflow does for integer columns. Text columns (categories) are `string`, or `boolean` /
-    `double` where every value is one.
-    """
-    from mlflow.types import ColSpec, Schema
-
-    specs = []
-    for name, column in X.items():
-        if pd.api.types.is_bool_dtype(column):
-            kind = "boolean"
-        elif pd.api.types.is_integer_dtype(column) and not column.isna().any():
-            kind = "long"
-        elif pd.api.types.is_numeric_dtype(column):
-            kind = "double"
-        else:
-            kind = CATEGORY_KINDS.get(pd.api.types.infer_dtype(column, skipna=True), "string")
-        specs.append(ColSpec(kind, str(name)))
-    return Schema(specs)
 
 
 def predict(model: Any, X: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,7 @@ that the stages below it ever see of the config (each stage its own part)."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,11 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeline.errors import PipelineError
+
+
+def is_int(value: Any) -> bool:
+    """An integer (numpy's too), not a bool: what a count or a seed in the config must be."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def freeze(value: Any) -> Any:

@@ -209,7 +209,7 @@ def end_interrupted_sweep() -> str | None:
         stop_local_jobs()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None  # no job got as far as its store
-    from pipeline.doctor import end_sweep, stopped_jobs
+    from pipeline.tracking.orphans import end_sweep, stopped_jobs
 
     try:
         with sqlite_guard(uri):

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from pipeline.compare.defaults import DEFAULT_ROPE, UNITS_METRICS
-from pipeline.doctor import mark_store
 from pipeline.errors import PipelineError
+from pipeline.tracking.orphans import mark_store
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def connect(uri: str, experiment: str) -> BaseTracker:
     experiment left RUNNING by a process that is gone are marked KILLED first."""
     if global_rank() != 0:
         return NullTracker(uri, experiment)
-    from pipeline.doctor import mark_orphans
+    from pipeline.tracking.orphans import mark_orphans
 
     tracker = Tracker(uri, experiment)
     mark_orphans(tracker.client, [tracker.experiment_id])  # runs of jobs killed outright

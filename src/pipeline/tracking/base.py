@@ -47,7 +47,10 @@ class BaseTracker(ABC):
     def log_figure(self, run_id: str, figure: Any, path: str) -> None: ...
 
     @abstractmethod
-    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float: ...
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame,
+                  packages: tuple[str, ...] = ()) -> float:
+        """The fitted `model` logged as the run's, its signature from `X`, needing `packages`
+        beyond scikit-learn's stack (torch for the torch models); the seconds it took."""
 
 
 class NullTracker(BaseTracker):
@@ -77,5 +80,6 @@ class NullTracker(BaseTracker):
     def log_figure(self, run_id: str, figure: Any, path: str) -> None:
         pass
 
-    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame,
+                  packages: tuple[str, ...] = ()) -> float:
         return 0.0

@@ -248,7 +248,8 @@ class Tracker(BaseTracker):
             self._repositories[run_id] = repository
         return repository
 
-    def log_model(self, run_id: str, model: Any, X: pd.DataFrame) -> float:
+    def log_model(self, run_id: str, model: Any, X: pd.DataFrame,
+                  packages: tuple[str, ...] = ()) -> float:
         """A fitted scikit-learn pipeline as the run's MLflow model `model`, with a signature
         and an input example taken from `X` (its training rows); returns the seconds it took.
 
@@ -266,15 +267,12 @@ class Tracker(BaseTracker):
         from mlflow.models import ModelSignature, infer_signature
 
         from pipeline.compat.mlflow import tracking_uri
-        from pipeline.models import requires
-        from pipeline.predict import input_schema
+        from pipeline.tracking.signature import input_schema
 
         started = time.perf_counter()
-        packages = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf"]
-        if "torch" in requires(model):
-            packages.append("torch")
+        needed = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf", *packages]
         # A local build tag (torch's "+cpu") is no pip requirement.
-        requirements = [f"{name}=={version(name).split('+')[0]}" for name in packages]
+        requirements = [f"{name}=={version(name).split('+')[0]}" for name in needed]
         # The inputs from all rows, so that the model takes its own training data; the
         # output's type from a few predictions (it is the type of the labels, row by row).
         sample = X.head(5)
