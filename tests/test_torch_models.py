@@ -175,15 +175,14 @@ def test_a_refused_trainer_argument_stops_the_job_before_any_run(make_cfg, workd
 
 
 RESIDUAL_MODULE = '''
-from pipeline.models.neural import COUNT, TorchClassifier
+from pipeline.models.neural import COUNT, TORCH_PARAMETER_CONSTRAINTS, TorchClassifier
 
 
 class ResidualClassifier(TorchClassifier):
     """Blocks of x + relu(linear(x)) at one width, then the softmax head."""
 
     model_name = "residual"
-    _parameter_constraints = {**TorchClassifier._parameter_constraints,
-                              "width": [COUNT], "depth": [COUNT]}
+    _parameter_constraints = {**TORCH_PARAMETER_CONSTRAINTS, "width": [COUNT], "depth": [COUNT]}
 
     def __init__(self, *, width=16, depth=2, optimizer="adam", lr=0.01, **shared):
         super().__init__(optimizer=optimizer, lr=lr, **shared)
