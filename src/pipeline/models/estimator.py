@@ -39,7 +39,7 @@ class TorchEstimator(BaseEstimator):
     """The torch family's shared arguments, their validation, and fit/predict through Lightning.
 
     Training settings common to every torch estimator (their ``model.<name>`` config keys, whose
-    defaults in ``conf/torch_model.yaml`` are these):
+    values ``conf/torch_model.yaml`` reads from these signatures: the defaults' one home):
 
     - ``optimizer``: one of ``sgd``, ``adam`` (default), ``rmsprop``, ``adagrad``, ``lbfgs``
       (the default of the linear models); ``lr`` its learning rate (None: 0.03, for lbfgs 1; 3e-3
