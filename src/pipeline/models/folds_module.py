@@ -1,6 +1,5 @@
-"""The LightningModules of a batched fit: k folds' stacked networks trained as one
-(:class:`FoldsModule`), and k folds' L-BFGS fits run in one Lightning fit
-(:class:`LbfgsFoldsModule`)."""
+"""The LightningModules of a batched fit: k folds' stacked networks as one (:class:`FoldsModule`),
+and k folds' L-BFGS fits in one Lightning fit (:class:`LbfgsFoldsModule`)."""
 
 from __future__ import annotations
 
