@@ -13,7 +13,7 @@ one for a step of 4096 × 50 multiply-adds), each in a fresh process whose peak 
 folds, divided by seconds counted three ways:
 
 - `train`: the epochs alone (shuffles, mini-batch steps, the per-epoch validation loss); the
-  pipeline's also count Lightning's Trainer and module set-up (`_lightning.train`).
+  pipeline's also count Lightning's Trainer and module set-up (`fitting.train`).
 - `fit`: a fold's whole fit, the goal's measure: `train` plus the fold's preprocessing (the
   pipeline: its `preprocess` step, median imputation and standardisation of a pandas row take,
   fitted on the training part; the plain loop: numpy mean/std standardisation), the
@@ -116,13 +116,13 @@ def pipeline_case(model: str, rows: int, *extra: str) -> dict:
             samples.extend(len(p.data[0]) * len(history["train_loss"])
                            for p, (_, history, _) in zip(prepared, fitted, strict=True))
             return fitted
-        return folds if train.__module__.endswith("_batched") else one
+        return folds if train.__module__.endswith("batched_fit") else one
 
     if model in TORCH_MODELS:  # imports torch and Lightning (scikit-learn's models do not)
-        from pipeline.models import _batched, _lightning
+        from pipeline.models import batched_fit, fitting
 
-        _lightning.train = timed(counted(_lightning.train), trainings)
-        _batched.train = timed(counted(_batched.train), trainings)
+        fitting.train = timed(counted(fitting.train), trainings)
+        batched_fit.train = timed(counted(batched_fit.train), trainings)
     tasks.Task.fit = timed(tasks.Task.fit, fits)
     fit_folds, batched_fits = batched.fit_folds, []
 

@@ -196,12 +196,12 @@ def test_auto_falls_back_to_one_fold_after_another_and_says_why(make_cfg, workdi
 
 
 def test_interrupt_during_a_batched_fit_leaves_no_run_running(make_cfg, workdir, monkeypatch):
-    from pipeline.models import _batched
+    from pipeline.models import folds_module
 
     def interrupted(self, step, batch_idx):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_batched.FoldsModule, "training_step", interrupted)
+    monkeypatch.setattr(folds_module.FoldsModule, "training_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg("model=mlp", "data=iris", "trainer.max_epochs=2", "cv.n_splits=2",
                      "plots=false", "refit=false", "cv.batch_folds=true"))

@@ -49,13 +49,13 @@ def test_generated_data_is_held_as_one_float32_block_unless_asked_for_float64():
 def test_preprocessing_and_the_torch_model_keep_float32_without_copying():
     import torch
 
-    from pipeline.models.neural import _as_tensor
+    from pipeline.models.tensors import as_tensor
 
     dataset = data.synthetic(n_samples=80, n_features=6, random_state=0)
     task = tasks.of(dataset.task)
     columns = preprocessing.build(dataset, task=task).fit_transform(dataset.X)
     assert columns.dtype == np.float32
-    tensor = _as_tensor(columns, torch.float32)
+    tensor = as_tensor(columns, torch.float32)
     assert tensor.data_ptr() == columns.ctypes.data  # the same memory, not a copy
 
 

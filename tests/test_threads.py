@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_info
 
 from pipeline import entry, threads
 from pipeline.errors import PipelineError
-from pipeline.models import _lightning
+from pipeline.models import fitting
 from pipeline.models.neural import MLPClassifier
 
 # One optimizer step of the pipeline's MLP on digits: batch 64 x (64x64 + 64x10).
@@ -129,9 +129,8 @@ def test_good_values_pass():
 
 def test_fit_trains_on_the_chosen_threads_and_restores_the_previous_count(monkeypatch):
     during = []
-    # The fit call inside the Lightning estimator, private to it: the threads it runs on.
-    fit = _lightning._fit_passing_interrupts  # noqa: SLF001
-    monkeypatch.setattr(_lightning, "_fit_passing_interrupts",
+    fit = fitting.fit_passing_interrupts
+    monkeypatch.setattr(fitting, "fit_passing_interrupts",
                         lambda *args: (during.append(torch.get_num_threads()), fit(*args)))
     X, y = load_iris(return_X_y=True)
     X = X.astype(np.float32)

@@ -118,10 +118,10 @@ def test_divergence_fails_the_fold_and_parent(make_cfg, workdir):
 
 
 @pytest.mark.parametrize(("model", "classes"), [
-    ("logistic", ["LogisticRegression"]),
-    ("softmax", ["SoftmaxRegression"]),
-    ("linear", ["LinearRegression"]),
-    ("mlp", ["MLPClassifier", "MLPRegressor"]),
+    ("logistic", {"LogisticRegression": "breast_cancer"}),
+    ("softmax", {"SoftmaxRegression": "iris"}),
+    ("linear", {"LinearRegression": "diabetes"}),
+    ("mlp", {"MLPClassifier": "iris", "MLPRegressor": "diabetes"}),
 ])
 def test_config_defaults_are_the_estimators_defaults(make_cfg, model, classes):
     """One set of defaults: `model=<name>` composes every argument of the class (bar the seed
@@ -130,10 +130,12 @@ def test_config_defaults_are_the_estimators_defaults(make_cfg, model, classes):
 
     from pipeline.models import neural
 
-    composed = OmegaConf.to_container(make_cfg(f"model={model}").model, resolve=False)
-    from_config = {key: value for key, value in composed.items()
-                   if key not in ("_target_", "name", "random_state", "trainer")}
-    for name in classes:
+    for name, data in classes.items():
+        composed = OmegaConf.to_container(make_cfg(f"model={model}", f"data={data}").model,
+                                          resolve=True)
+        assert composed["_target_"] == f"pipeline.models.neural.{name}"
+        from_config = {key: value for key, value in composed.items()
+                       if key not in ("_target_", "name", "random_state", "trainer")}
         defaults = getattr(neural, name)().get_params()
         del defaults["random_state"], defaults["trainer"]
         defaults = {key: list(value) if isinstance(value, tuple) else value
@@ -175,15 +177,14 @@ def test_a_refused_trainer_argument_stops_the_job_before_any_run(make_cfg, workd
 
 
 RESIDUAL_MODULE = '''
-from pipeline.models.neural import COUNT, TorchClassifier
+from pipeline.models.neural import COUNT, TORCH_PARAMETER_CONSTRAINTS, TorchClassifier
 
 
 class ResidualClassifier(TorchClassifier):
     """Blocks of x + relu(linear(x)) at one width, then the softmax head."""
 
     model_name = "residual"
-    _parameter_constraints = {**TorchClassifier._parameter_constraints,
-                              "width": [COUNT], "depth": [COUNT]}
+    _parameter_constraints = {**TORCH_PARAMETER_CONSTRAINTS, "width": [COUNT], "depth": [COUNT]}
 
     def __init__(self, *, width=16, depth=2, optimizer="adam", lr=0.01, **shared):
         super().__init__(optimizer=optimizer, lr=lr, **shared)

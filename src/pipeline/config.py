@@ -45,6 +45,25 @@ def _direction(*, _root_: DictConfig) -> str:
     return "minimize" if lower_is_better(str(objective)) else "maximize"
 
 
+def _class_default(argument: str, *, _parent_: DictConfig) -> Any:
+    """`${class_default:lr}`: the default of `lr` in the signature of the node's `_target_`
+    class, so that a model's defaults have one home, its class (imported, not instantiated:
+    the torch models' modules import neither torch nor Lightning)."""
+    import importlib
+    import inspect
+
+    target = str(_parent_._target_)
+    module, _, name = target.rpartition(".")
+    parameter = inspect.signature(getattr(importlib.import_module(module), name)).parameters.get(
+        argument)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise PipelineError(f"{target} has no default for {argument}, which "
+                            f"${{class_default:{argument}}} reads; set it in the model's file")
+    default = parameter.default
+    return list(default) if isinstance(default, tuple) else default
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("by_task", _by_task, replace=True)
     OmegaConf.register_new_resolver("direction", _direction, replace=True)
+    OmegaConf.register_new_resolver("class_default", _class_default, replace=True)

@@ -9,20 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from sklearn.base import clone
 
 from pipeline.errors import PipelineError
-from pipeline.models.neural import TorchEstimator
+from pipeline.models.batch_errors import Diverged, NotBatchable
+from pipeline.models.estimator import TorchEstimator
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sklearn.pipeline import Pipeline
-
-    from pipeline.cv import Fold
-    from pipeline.data import Dataset
-    from pipeline.tasks import Task
 
 log = logging.getLogger("pipeline")
 
@@ -33,17 +31,27 @@ SETTINGS = ("auto", True, False)
 MAX_STACKED_BYTES = 1 << 30
 
 
-class NotBatchable(PipelineError):
-    """These folds cannot be trained as one batched model; ``reason`` says why, in a few words."""
+class FoldRows(Protocol):
+    """A planned fold, as far as batching reads it (:class:`pipeline.cv.Fold`): the rows of its
+    training part."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    train: np.ndarray
 
 
-class Diverged(PipelineError):
-    """A fold's training loss became NaN or infinite (the message says which epoch, and what to
-    change), as the sequential fit says it."""
+class TableData(Protocol):
+    """A data set, as far as batching reads it (:class:`pipeline.data.Dataset`)."""
+
+    X: pd.DataFrame
+    y: pd.Series
+
+
+class FoldTask(Protocol):
+    """A job's task, as far as batching reads it (:class:`pipeline.tasks.Task`): whether it is
+    supervised, and its ``fit`` of a fold (batching stands in for the base class's own)."""
+
+    supervised: bool
+
+    def fit(self, estimator: Pipeline, dataset: Any, rows: np.ndarray) -> float: ...
 
 
 def unsupported(estimator: Any, n_folds: int = 2, n_features: int = 1) -> str | None:
@@ -58,21 +66,23 @@ def unsupported(estimator: Any, n_folds: int = 2, n_features: int = 1) -> str | 
         return "there is a single fold"
     if type(model).fit is not TorchEstimator.fit:
         return f"{type(model).__name__} has a fit of its own"
-    spec = model._training_spec(seed=0)
-    from pipeline.models import _batched
+    spec = model.training_spec(seed=0)
+    from pipeline.models import batched_fit
 
     if spec.optimizer == "lbfgs":  # each fold its own network and L-BFGS, in one Lightning fit
-        return _batched.trainer_unsupported(spec)
-    if type(spec.head) not in _batched.HEADS:
+        return batched_fit.trainer_unsupported(spec)
+    if type(spec.head) not in batched_fit.HEADS:
         return f"its head {type(spec.head).__name__} has no batched loss"
-    reason = _batched.trainer_unsupported(spec)
+    reason = batched_fit.trainer_unsupported(spec)
     if reason:
         return reason
     import torch
 
     with torch.random.fork_rng(devices=[]):
         network = model.build_network(max(n_features, 1), 2)
-    return _batched.network_unsupported(network)
+    from pipeline.models.stacked_network import network_unsupported
+
+    return network_unsupported(network)
 
 
 def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
@@ -89,7 +99,7 @@ def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
     for estimator in estimators[1:]:
         if type(estimator) is not type(first) or estimator.get_params(deep=False) != params:
             raise NotBatchable("the folds' estimators differ")
-    prepared = [estimator._prepare_fit(X, y) for estimator, X, y in zip(estimators, Xs, ys,
+    prepared = [estimator.prepare_fit(X, y) for estimator, X, y in zip(estimators, Xs, ys,
                                                                          strict=True)]
     if len({p.n_features for p in prepared}) > 1:
         counts = ", ".join(str(p.n_features) for p in prepared)
@@ -101,16 +111,17 @@ def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
     reason = _too_large(sum(len(p.data[0]) for p in prepared), prepared[0].n_features)
     if reason:
         raise NotBatchable(reason)
-    from pipeline.models import _batched
+    from pipeline.models import batched_fit
 
-    train = _batched.train_lbfgs if prepared[0].spec.optimizer == "lbfgs" else _batched.train
+    lbfgs = prepared[0].spec.optimizer == "lbfgs"
+    train = batched_fit.train_lbfgs if lbfgs else batched_fit.train
     for estimator, p, fitted in zip(estimators, prepared, train(prepared), strict=True):
-        estimator._finish_fit(p.spec.head, *fitted)
+        estimator.finish_fit(p.spec.head, *fitted)
     return list(estimators)
 
 
-def decide(setting: Any, template: Pipeline, folds: Sequence[Fold], dataset: Dataset,
-           task: Task) -> bool:
+def decide(setting: Any, template: Pipeline, folds: Sequence[FoldRows], dataset: TableData,
+           task: FoldTask) -> bool:
     """``cv.batch_folds`` for a planned job: whether its folds are fitted batched. ``auto``: where
     it applies (else, for a torch model, the reason is logged at INFO); ``true``: refuses, in one
     line, a job it does not apply to; ``false``: never."""
@@ -126,7 +137,7 @@ def decide(setting: Any, template: Pipeline, folds: Sequence[Fold], dataset: Dat
     return False
 
 
-def fit_folds(template: Pipeline, dataset: Dataset, task: Task, folds: Sequence[Fold],
+def fit_folds(template: Pipeline, dataset: TableData, task: FoldTask, folds: Sequence[FoldRows],
               strict: bool = False) -> list[tuple[Pipeline, float]] | None:
     """A clone of ``template`` fitted per fold, as ``task.fit`` fits it (the preprocessing on the
     fold's training part), the models all at once, and the seconds each fold's fit is charged:
@@ -158,13 +169,11 @@ def fit_folds(template: Pipeline, dataset: Dataset, task: Task, folds: Sequence[
     return [(pipeline, seconds / len(folds)) for pipeline in pipelines]
 
 
-def _unsupported_job(template: Pipeline, folds: Sequence[Fold], dataset: Dataset,
-                     task: Task) -> str | None:
+def _unsupported_job(template: Pipeline, folds: Sequence[FoldRows], dataset: TableData,
+                     task: FoldTask) -> str | None:
     """`unsupported`, and what the planned folds tell before anything is fitted."""
-    from pipeline.tasks import Task
-
     reason = unsupported(template, len(folds), dataset.X.shape[1])
-    if reason or not task.supervised or type(task).fit is not Task.fit:
+    if reason or not task.supervised or _fits_folds_its_own_way(task):
         return reason or f"the {task} task fits its folds its own way"
     model = template[-1]
     y = np.asarray(dataset.y)
@@ -173,6 +182,14 @@ def _unsupported_job(template: Pipeline, folds: Sequence[Fold], dataset: Dataset
         fold = next(i for i, n in enumerate(outputs, 1) if n < max(outputs))
         return f"the training part of fold {fold} lacks a class"
     return _too_large(sum(len(fold.train) for fold in folds), dataset.X.shape[1])
+
+
+def _fits_folds_its_own_way(task: FoldTask) -> bool:
+    """Whether the task's class overrides the ``fit`` of the base class that defines it
+    (``pipeline.tasks.Task``): read from the class's MRO, so that this module does not import
+    the tasks layer above it."""
+    defining = [cls for cls in type(task).__mro__ if "fit" in vars(cls)]
+    return defining[0] is not defining[-1]
 
 
 def _too_large(rows: int, n_features: int) -> str | None:
