@@ -89,3 +89,16 @@ def test_private_members_of_other_objects_are_touched_only_in_compat(folder):
     done = subprocess.run([ruff, "check", "--select", "SLF001", "--output-format", "concise",
                            folder], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_layout_names_every_module():
+    """README's Layout section is the picture a newcomer reads: every module is in it."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    missing = []
+    for path in modules():
+        parts = path.relative_to(PACKAGE).parts
+        named = parts[-1] in layout and (len(parts) == 1 or f"{parts[0]}/" in layout)
+        if not named:
+            missing.append(relative(path))
+    assert missing == []
