@@ -26,6 +26,8 @@ from pipeline.tracking.client import store_faults
 # put outside the sweep's) and names with glob characters neither add outcomes that are not
 # this sweep's nor hide any that are.
 OUTCOMES = ".outcomes"
+# How a job's outcome marks a defect of ours (not the user's mistake): the sweep then exits 2.
+INTERNAL = "internal error: "
 OK = "ok"
 # The directory a Ray sweep was started from, given to its worker processes (see
 # conf/hydra/launcher/ray.yaml and `enter_sweep_cwd`).
@@ -66,8 +68,8 @@ class SweepSummary(Callback):
         error = job_error(job_return)
         kind = ""
         if not isinstance(error, PipelineError | JobStopped):
-            traceback.print_exception(error, file=sys.stderr)  # a bug: show where
-            kind = f"{type(error).__name__}: "
+            traceback.print_exception(error, file=sys.stderr)  # a defect of ours: show where
+            kind = f"{INTERNAL}{type(error).__name__}: "
         message = " ".join(str(error).split())
         # Recorded before the failure becomes a NaN: should recording fail, the job stays
         # FAILED and Hydra stops the sweep with its error rather than count it a success.
@@ -95,9 +97,12 @@ class SweepSummary(Callback):
         if best:
             print(best)
         if failures:
-            print(f"error: {len(failures)} of {len(outcomes)} jobs failed:", file=sys.stderr)
+            defects = sum(INTERNAL in failure for failure in failures)
+            print(f"error: {len(failures)} of {len(outcomes)} jobs failed"
+                  + (f" ({defects} by an internal error, a defect of pipeline: its traceback "
+                     "is above)" if defects else "") + ":", file=sys.stderr)
             print("\n".join(failures), file=sys.stderr)
-            sys.exit(1)
+            sys.exit(2 if defects else 1)
 
 
 def _multirun(config: DictConfig) -> bool:
