@@ -13,7 +13,18 @@ from omegaconf.errors import OmegaConfBaseException
 from pipeline import checks, threads
 from pipeline.config import NoTaskForm, config_dir
 from pipeline.errors import PipelineError
-from pipeline.spec import Component, Job, Options, Scheme, Scoring, Search, Sweep, Tracking
+from pipeline.metrics import check_average
+from pipeline.spec import (
+    Component,
+    Job,
+    Options,
+    Scheme,
+    Scoring,
+    Search,
+    Sweep,
+    Tracking,
+    locate,
+)
 
 if TYPE_CHECKING:
     from pipeline.data import Dataset
@@ -84,7 +95,8 @@ def read(cfg: DictConfig, task: Task, dataset: Dataset) -> Job:
         model=_component(resolved["model"], "model"),
         preprocess=_component(resolved["preprocess"], "preprocess", label="default"),
         scheme=_scheme(cv),
-        scoring=Scoring(names, objective, str(resolved["metrics"].get("average", "macro"))),
+        scoring=Scoring(names, objective,
+                        check_average(resolved["metrics"].get("average", "macro"))),
         tracking=Tracking(resolved["tracking"].get("uri"), resolved["tracking"].get("experiment")),
         options=Options(seed=resolved.get("seed"), refit=resolved.get("refit", "auto"),
                         resume=bool(resolved.get("resume", False)),
@@ -196,14 +208,13 @@ def _search(hydra: Any, outer: str) -> Search:
 def _model_class(cfg: DictConfig, data_task: str) -> type | None:
     """The class `model._target_` names for `data_task`; None where it names none (no form for
     that task, or not a class: building the model will say what is wrong)."""
-    from hydra.utils import get_class
-
     target = OmegaConf.to_container(cfg.model, resolve=False).get("_target_")
     root = OmegaConf.create({"data": {"task": data_task}, "target": target})
     try:
-        return get_class(str(root.target))
-    except (OmegaConfBaseException, PipelineError, ImportError, ValueError):
+        found = locate(str(root.target))
+    except (OmegaConfBaseException, PipelineError, ImportError, AttributeError, ValueError):
         return None
+    return found if isinstance(found, type) else None
 
 
 def _hydra() -> Any:

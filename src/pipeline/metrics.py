@@ -64,6 +64,19 @@ class Metric:
         return float(self.function(truth, response, **options))
 
 
+# How a multiclass precision, recall, f1 or roc_auc averages its classes (`metrics.average`).
+AVERAGES = ("macro", "micro", "weighted")
+
+
+def check_average(average: Any) -> str:
+    """`metrics.average` as the averaged metrics take it, else one line naming the choices."""
+    if average not in AVERAGES:
+        raise PipelineError(f"metrics.average={average} is not one of {', '.join(AVERAGES)} "
+                            "(how a multiclass precision, recall, f1 or roc_auc averages its "
+                            "classes); use e.g. metrics.average=macro")
+    return str(average)
+
+
 def _averaging(response: str, classes: np.ndarray, average: str) -> dict[str, Any]:
     if response == SCORES:
         return {"classes": classes, "average": average}

@@ -4,6 +4,7 @@ that the stages below it ever see of the config (each stage its own part)."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import numbers
 import re
 from collections.abc import Mapping
@@ -17,6 +18,26 @@ from pipeline.errors import PipelineError
 def is_int(value: Any) -> bool:
     """An integer (numpy's too), not a bool: what a count or a seed in the config must be."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def locate(path: str) -> Any:
+    """The class or function that a dotted `_target_` names (as Hydra's instantiate finds it,
+    without its error log): ImportError or AttributeError where there is none."""
+    import importlib
+
+    parts = path.split(".")
+    for split in range(len(parts), 0, -1):
+        module = ".".join(parts[:split])
+        try:
+            found = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module.startswith(error.name):
+                continue  # not a module: the rest of the path may be attributes
+            raise  # the module exists and needs another that is missing
+        for name in parts[split:]:
+            found = getattr(found, name)
+        return found
+    raise ImportError(f"No module named {parts[0]!r}")
 
 
 def freeze(value: Any) -> Any:
@@ -61,42 +82,57 @@ class Component:
         """The target called with the arguments (nested `_target_` nodes built first, by
         Hydra) and `objects` passed as they are. An argument the target does not take, or a
         target that cannot be imported, is the user's mistake: one line naming the key."""
-        import inspect
-
         from hydra.errors import InstantiationException
-        from hydra.utils import get_object, instantiate
+        from hydra.utils import instantiate
 
         try:
-            target = get_object(self.target)
-        except (ImportError, ValueError, AttributeError) as error:
+            target = locate(self.target)
+        except (ImportError, AttributeError, ValueError) as error:
             raise PipelineError(f"{self.group}._target_={self.target} cannot be imported "
-                                f"({' '.join(str(error).split())}); name an importable class "
-                                "or function") from None
+                                f"({type(error).__name__}: {str(error).splitlines()[0]}); "
+                                "name an importable class or function") from None
         arguments = thaw(self.arguments)
         try:
             signature = inspect.signature(target)
         except (TypeError, ValueError):  # a builtin without a signature: the call will tell
             signature = None
         if signature is not None:
-            try:
-                signature.bind(**arguments, **objects)
-            except TypeError as error:
-                raise PipelineError(f"{self.group}={self.name}: {error} of {self.target}; "
-                                    f"check the keys under {self.group}.") from None
+            self._check_arguments(signature, arguments, objects)
         try:
             made = instantiate({"_target_": self.target, **arguments}, _convert_="all",
                                _partial_=bool(objects))
             return made(**objects) if objects else made
-        except InstantiationException as error:
-            raise self._users_part(error) from error
-        except TypeError as error:
-            raise self._users_part(error) from error
+        except (InstantiationException, TypeError) as error:
+            mistake = self._mistake(error)
+            if mistake is not None:
+                raise mistake from error
+            # A defect, raised as the target raised it (not as Hydra's wrapper of it).
+            cause = error.__cause__ if isinstance(error, InstantiationException) else None
+            raise (cause or error) from None
 
-    def _users_part(self, error: Exception) -> Exception:
+    def _check_arguments(self, signature: inspect.Signature, arguments: dict[str, Any],
+                         objects: dict[str, Any]) -> None:
+        """The config's keys against the target's signature: a key it does not take, or an
+        argument it needs and nobody gives, is one line naming the key."""
+        takes = signature.parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+            unknown = [key for key in arguments if key not in takes]
+            if unknown:
+                shown = ", ".join(f"{self.group}.{key}" for key in unknown)
+                raise PipelineError(
+                    f"{shown} is not an argument of {self.target} ({self.group}={self.name}); "
+                    f"remove it or check its spelling: it takes "
+                    f"{', '.join(name for name in takes if name not in objects)}")
+        try:
+            signature.bind(**arguments, **objects)
+        except TypeError as error:
+            raise PipelineError(f"{self.group}={self.name}: {error} for {self.target}; set it "
+                                f"under {self.group}.") from None
+
+    def _mistake(self, error: Exception) -> PipelineError | None:
         """What the target raised, as the user's mistake where it is one: a PipelineError
         (Hydra wraps it), a nested `_target_` that cannot be imported, or a key of this
-        component that the class behind a `**kwargs` target does not take. Anything else is
-        the defect it is, raised as it came."""
+        component that the class behind a `**kwargs` target does not take; else None."""
         chain: list[BaseException] = [error]
         while chain[-1].__cause__ is not None:
             chain.append(chain[-1].__cause__)
@@ -112,7 +148,7 @@ class Component:
                 and unexpected.group(1) in self.arguments):
             return PipelineError(f"{innermost}; remove {self.group}.{unexpected.group(1)} from "
                                  "the config")
-        return error
+        return None
 
 
 @dataclass(frozen=True)

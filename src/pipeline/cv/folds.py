@@ -134,10 +134,10 @@ def _splitter(scheme: Scheme, task: Task) -> Any:
     """The `cv` group's splitter; `task` goes to a target that takes one (our schemes)."""
     import inspect
 
-    from hydra.utils import get_object
+    from pipeline.spec import locate
 
     try:
-        takes_task = "task" in inspect.signature(get_object(scheme.splitter.target)).parameters
+        takes_task = "task" in inspect.signature(locate(scheme.splitter.target)).parameters
     except (ImportError, ValueError, TypeError, AttributeError):
         takes_task = False  # building it says what is wrong
     return scheme.splitter.build(**({"task": task} if takes_task else {}))
