@@ -250,8 +250,8 @@ def start_parallel(plan: Plan, dataset: Dataset,
 
     share = threads.per_worker(plan.n_jobs)
     template = _within_share(plan.estimator, share)
-    log.info("folds %d at a time in worker processes (cv.n_jobs=%s), %d core(s) each",
-             plan.n_jobs, plan.n_jobs, share)
+    log.info("folds %d at a time in worker processes (cv.n_jobs), %d core(s) each",
+             plan.n_jobs, share)
     with parallel_config(backend="loky", inner_max_num_threads=share):
         return Parallel(n_jobs=plan.n_jobs, return_as="generator")(
             delayed(_in_worker)(fold, template, dataset, task, plan.scoring.names,
