@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.config import instantiate_node
+from pipeline.entry import describe
 from pipeline.errors import PipelineError
 from pipeline.models import build
 from pipeline.tracking.params import flatten
@@ -34,10 +34,8 @@ def test_no_model_file_writes_a_class_default_down(make_cfg, model):
 
 
 def test_the_estimator_a_job_builds_equals_the_class_at_its_defaults(make_cfg):
-    from pipeline import data
-
-    cfg = make_cfg("model=mlp", "data=iris", "seed=7")
-    estimator = build(cfg.model, data.load(cfg.data))
+    job, dataset, task = describe(make_cfg("model=mlp", "data=iris", "seed=7"))
+    estimator = build(job.model, dataset, task)
     params = estimator.get_params(deep=False)
     fresh = type(estimator)(random_state=7, trainer=params["trainer"]).get_params(deep=False)
     assert params == {key: as_config(value) for key, value in fresh.items()}
@@ -71,7 +69,7 @@ def test_a_key_the_class_has_no_default_for_is_one_line_naming_it(make_cfg, tmp_
         "width: ${class_default:width}\n")
     cfg = make_cfg(f"hydra.searchpath=[file://{conf}]", "model=odd", "data=iris")
     with pytest.raises(PipelineError) as refused:
-        instantiate_node(cfg.model)
+        describe(cfg)
     assert str(refused.value) == (
         "pipeline.models.neural.MLPClassifier has no default for width, which "
         "${class_default:width} reads; set it in the model's file")

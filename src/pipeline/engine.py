@@ -6,6 +6,7 @@ refit all fit through it."""
 from __future__ import annotations
 
 import logging
+import traceback
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -310,6 +311,10 @@ def _in_worker(*args: Any, keep_estimator: bool = True) -> Fitted | Exception:
     try:
         fitted = fit_and_score(*args)
     except Exception as error:  # noqa: BLE001 - a process boundary: raised again in the fold's run
+        # Its frames here do not travel back with it: their text does, as a note, so that the
+        # traceback kept for a defect shows where in the fit it happened.
+        error.add_note("raised in the fold's worker process:\n"
+                       + "".join(traceback.format_tb(error.__traceback__)).rstrip())
         return error
     if keep_estimator:
         return fitted

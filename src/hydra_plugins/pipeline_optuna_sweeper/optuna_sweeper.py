@@ -96,7 +96,8 @@ class OptunaSweeper(Sweeper):
                 return optuna.create_study(storage=self.storage, study_name=self.study_name,
                                            sampler=sampler, direction=self.direction,
                                            load_if_exists=True)
-            except (*store_faults(), ImportError, ValueError, OptunaError) as error:
+            # RuntimeError: Optuna's refusal of a schema that another version made.
+            except (*store_faults(), ImportError, ValueError, RuntimeError, OptunaError) as error:
                 if attempt == 3:
                     from pipeline.tracking.secrets import scrub
 
