@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # `seed` is checked before scikit-learn and pandas are import
 
     from pipeline.cv import Fold
     from pipeline.data import Dataset
-    from pipeline.spec import Job
+    from pipeline.spec import Component, Sweep
 
 # numpy's range for a seed, and so scikit-learn's `random_state` and the splitters'.
 MAX_SEED = 2**32 - 1
@@ -42,21 +42,25 @@ def seed(value: Any) -> None:
             "models and torch); use e.g. seed=42")
 
 
-def against_folds(job: Job, estimator: Pipeline, dataset: Dataset, folds: list[Fold]) -> None:
+def against_folds(estimator: Pipeline, dataset: Dataset, folds: list[Fold],
+                  preprocess: Component, scheme: str, model: str, experiment: str | None,
+                  sweep: Sweep | None) -> None:
     """The checks that need the built pipeline, the data and the planned folds; called once
-    the folds are planned and before the tracking store is touched."""
+    the folds are planned and before the tracking store is touched. The job's parts name
+    the keys in the messages: its `preprocess` component, its cv `scheme`, its `model`, the
+    `experiment` it records to and the `sweep` it belongs to."""
     from pipeline.cv import check_cost
 
-    _preprocessing_arguments(job, estimator[0])
-    _sizes(job, estimator, dataset, folds)
-    check_cost(estimator[-1], dataset, folds, job.model.name)  # a quadratic model at scale
+    _preprocessing_arguments(preprocess, estimator[0])
+    _sizes(scheme, preprocess, estimator, dataset, folds)
+    check_cost(estimator[-1], dataset, folds, model)  # a quadratic model at scale
     _trainer(estimator[-1])
-    _names(job, dataset)
+    _names(experiment, sweep, dataset)
 
 
 # -- arguments -------------------------------------------------------------------------------
 
-def _preprocessing_arguments(job: Job, preprocess: Any) -> None:
+def _preprocessing_arguments(component: Component, preprocess: Any) -> None:
     """scikit-learn's declared constraints of every preprocessing step (imputers, encoder,
     scaler, reducer), checked as `fit` would check them. The model's own are checked when it
     is built."""
@@ -64,7 +68,7 @@ def _preprocessing_arguments(job: Job, preprocess: Any) -> None:
 
     for part in _parts(preprocess):
         if (error := parameter_error(part)) is not None:
-            raise PipelineError(_preprocessing_message(job, part, error))
+            raise PipelineError(_preprocessing_message(component, part, error))
 
 
 def _parts(estimator: Any) -> Iterator[BaseEstimator]:
@@ -83,7 +87,7 @@ def _parts(estimator: Any) -> Iterator[BaseEstimator]:
                     yield from _parts(item[1])
 
 
-def _preprocessing_message(job: Job, part: BaseEstimator, message: str) -> str:
+def _preprocessing_message(component: Component, part: BaseEstimator, message: str) -> str:
     """scikit-learn's message, led by the `preprocess.*` key that set the argument when one
     key holds its value."""
     found = re.match(r"The '(\w+)' parameter of \w+ (.*)", message)
@@ -91,7 +95,7 @@ def _preprocessing_message(job: Job, part: BaseEstimator, message: str) -> str:
         return f"preprocess: {message}"
     parameter, rest = found.groups()
     value = part.get_params(deep=False)[parameter]
-    keys = [key for key, setting in job.preprocess.arguments.items()
+    keys = [key for key, setting in component.arguments.items()
             if setting == value and type(setting) is type(value)]
     if len(keys) == 1:
         return (f"preprocess.{keys[0]}={value} is refused by {type(part).__name__} "
@@ -99,18 +103,19 @@ def _preprocessing_message(job: Job, part: BaseEstimator, message: str) -> str:
     return f"preprocess: {type(part).__name__}'s {parameter} {rest}"
 
 
-def _sizes(job: Job, estimator: Pipeline, dataset: Dataset, folds: list[Fold]) -> None:
+def _sizes(scheme: str, component: Component, estimator: Pipeline, dataset: Dataset,
+           folds: list[Fold]) -> None:
     """Counts in the reducer's and the model's arguments against the rows of the smallest
     training part and the columns the preprocessing makes of them."""
     from sklearn.pipeline import Pipeline
 
     rows = min(len(fold.train) for fold in folds)
     where = (f"the {rows} rows of the smallest training part "
-             f"({len(folds)} fold(s) of cv={job.scheme.name})")
+             f"({len(folds)} fold(s) of cv={scheme})")
     preprocess, model = estimator[0], estimator[-1]
     if isinstance(preprocess, Pipeline) and "reduce" in preprocess.named_steps:
         _components(preprocess.named_steps["reduce"], rows, where, dataset,
-                    job.preprocess.get("max_categories"))
+                    component.get("max_categories"))
     arguments = model.get_params(deep=False)
     for name in ROW_COUNTS:
         value = arguments.get(name)
@@ -168,12 +173,11 @@ def _trainer(model: Any) -> None:
 
 # -- names -----------------------------------------------------------------------------------
 
-def _names(job: Job, dataset: Dataset) -> None:
+def _names(given: str | None, sweep: Sweep | None, dataset: Dataset) -> None:
     """The experiment name becomes its artifacts' directory; a sweep's directory becomes an
     MLflow filter when the sweep's best job is looked up."""
     from pipeline.tracking import quoted
 
-    given = job.tracking.experiment
     name = given or dataset.name
     problem = _name_problem(name)
     if problem:
@@ -181,9 +185,9 @@ def _names(job: Job, dataset: Dataset) -> None:
         shown = name if len(name) <= 60 else f"{name[:40]}...{name[-10:]}"
         raise PipelineError(f"experiment name {shown!r} ({source}) {problem}; set "
                             "tracking.experiment=<a short name on one line>")
-    if job.sweep is not None:
+    if sweep is not None:
         try:
-            quoted(job.sweep.dir)
+            quoted(sweep.dir)
         except PipelineError as error:
             raise PipelineError(f"hydra.sweep.dir: {error}") from None
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pipeline.cv import Fold, Folds
     from pipeline.data import Dataset
     from pipeline.plots import Figures
-    from pipeline.spec import Job, Scoring
+    from pipeline.spec import Component, Scoring
     from pipeline.tasks import Task
     from pipeline.tracking import BaseTracker
 
@@ -57,11 +57,12 @@ class Fitted(NamedTuple):
     spectrum: dict[str, list[float]]
 
 
-def make_estimator(job: Job, dataset: Dataset, task: Task) -> Pipeline:
-    """The job's unfitted pipeline, preprocessing then model, checked against its task."""
+def make_estimator(preprocess: Component, model: Component, dataset: Dataset,
+                   task: Task) -> Pipeline:
+    """A job's unfitted pipeline, preprocessing then model, checked against its task."""
     return Pipeline([
-        ("preprocess", job.preprocess.build(dataset=dataset, task=task)),
-        ("model", models.build(job.model, dataset, task)),
+        ("preprocess", preprocess.build(dataset=dataset, task=task)),
+        ("model", models.build(model, dataset, task)),
     ])
 
 

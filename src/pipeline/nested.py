@@ -47,11 +47,11 @@ def run(job: Job, dataset: data.Dataset, task: Task) -> Result:
     objective = job.scoring.objective
     direction = "minimize" if metrics.lower_is_better(objective) else "maximize"
     # Checked before any fit: the untuned pipeline, the metrics, the outer and every inner split.
-    estimator = engine.make_estimator(job, dataset, task)
+    estimator = engine.make_estimator(job.preprocess, job.model, dataset, task)
     metrics.check_responses(job.scoring.names, task.name, estimator, job.model.name)
     outer = cv.split(outer_scheme, dataset, task)
-    checks.against_folds(dataclasses.replace(job, scheme=outer_scheme), estimator, dataset,
-                         outer)
+    checks.against_folds(estimator, dataset, outer, job.preprocess, outer_scheme.name,
+                         job.model.name, job.tracking.experiment, job.sweep)
     inner = [inner_folds(job.scheme, dataset, task, fold.train) for fold in outer]
     trials, n_inner = search.n_trials, sum(len(folds) for folds in inner)
     report.print_config(job)
@@ -125,7 +125,8 @@ def _outer_fold(i: int, outer: cv.Folds, folds: list[cv.Fold], direction: str, j
             params = {**trial.params, **search.fixed}
             with tracker.run(f"trial-{number}", parent=child,
                              params={"trial": number, **params}) as run_id:
-                template = engine.make_estimator(configured(job, params), dataset, task)
+                tried = configured(job, params)
+                template = engine.make_estimator(tried.preprocess, tried.model, dataset, task)
                 scores = [engine.fit_and_score(inner, template, dataset, task, [objective],
                                                average).row[f"test_{objective}"]
                           for inner in folds]  # each fold fits a fresh clone
@@ -144,9 +145,10 @@ def _outer_fold(i: int, outer: cv.Folds, folds: list[cv.Fold], direction: str, j
         best = _best(searching, i, objective)
         chosen = {**best.params, **search.fixed}
         searched = time.perf_counter() - started
-        fitted = engine.fit_and_score(fold, engine.make_estimator(configured(job, chosen),
-                                                                  dataset, task),
-                                      dataset, task, job.scoring.names, average)
+        best_job = configured(job, chosen)
+        fitted = engine.fit_and_score(
+            fold, engine.make_estimator(best_job.preprocess, best_job.model, dataset, task),
+            dataset, task, job.scoring.names, average)
         row = {**fitted.row, f"inner_best_{objective}": best.value, "search_time": searched}
         if (client := getattr(tracker, "client", None)) is not None:  # rank 0 only
             client.log_batch(child, params=_params({f"best.{k}": v for k, v in chosen.items()}))

@@ -79,10 +79,11 @@ def _tracked(job: Job, dataset: Dataset, task: Task, plan: Plan,
 def _plan(job: Job, dataset: Dataset, task: Task) -> Plan:
     """Build the pipeline, plan the folds and check it all against the data, before the
     tracking store is touched."""
-    estimator = engine.make_estimator(job, dataset, task)
+    estimator = engine.make_estimator(job.preprocess, job.model, dataset, task)
     metrics.check_responses(job.scoring.names, task.name, estimator, job.model.name)
     folds = cv.split(job.scheme, dataset, task)
-    checks.against_folds(job, estimator, dataset, folds)
+    checks.against_folds(estimator, dataset, folds, job.preprocess, job.scheme.name,
+                         job.model.name, job.tracking.experiment, job.sweep)
     figures = plots.Figures.for_job(job.options.plots, job.options.seed, dataset, len(folds),
                                     task)
     _refit_wanted(job, task)  # its setting checked before any run
