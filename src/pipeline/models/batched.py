@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import clone
@@ -17,10 +17,13 @@ from sklearn.base import clone
 from pipeline.errors import PipelineError
 from pipeline.models.batch_errors import Diverged, NotBatchable
 from pipeline.models.estimator import TorchEstimator
+from pipeline.tasks import Task
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sklearn.pipeline import Pipeline
+
+    from pipeline.data import Dataset
+    from pipeline.tasks import Fold
 
 log = logging.getLogger("pipeline")
 
@@ -29,29 +32,6 @@ SETTINGS = ("auto", True, False)
 # each fold's fit makes, the stacked copy and each epoch's shuffled copy); above this the folds
 # run one after another, each holding only its own.
 MAX_STACKED_BYTES = 1 << 30
-
-
-class FoldRows(Protocol):
-    """A planned fold, as far as batching reads it (:class:`pipeline.cv.Fold`): the rows of its
-    training part."""
-
-    train: np.ndarray
-
-
-class TableData(Protocol):
-    """A data set, as far as batching reads it (:class:`pipeline.data.Dataset`)."""
-
-    X: pd.DataFrame
-    y: pd.Series
-
-
-class FoldTask(Protocol):
-    """A job's task, as far as batching reads it (:class:`pipeline.tasks.Task`): whether it is
-    supervised, and its ``fit`` of a fold (batching stands in for the base class's own)."""
-
-    supervised: bool
-
-    def fit(self, estimator: Pipeline, dataset: Any, rows: np.ndarray) -> float: ...
 
 
 def unsupported(estimator: Any, n_folds: int = 2, n_features: int = 1) -> str | None:
@@ -120,8 +100,8 @@ def fit(estimators: Sequence[TorchEstimator], Xs: Sequence[Any],
     return list(estimators)
 
 
-def decide(setting: Any, template: Pipeline, folds: Sequence[FoldRows], dataset: TableData,
-           task: FoldTask) -> bool:
+def decide(setting: Any, template: Pipeline, folds: Sequence[Fold], dataset: Dataset,
+           task: Task) -> bool:
     """``cv.batch_folds`` for a planned job: whether its folds are fitted batched. ``auto``: where
     it applies (else, for a torch model, the reason is logged at INFO); ``true``: refuses, in one
     line, a job it does not apply to; ``false``: never."""
@@ -137,7 +117,7 @@ def decide(setting: Any, template: Pipeline, folds: Sequence[FoldRows], dataset:
     return False
 
 
-def fit_folds(template: Pipeline, dataset: TableData, task: FoldTask, folds: Sequence[FoldRows],
+def fit_folds(template: Pipeline, dataset: Dataset, task: Task, folds: Sequence[Fold],
               strict: bool = False) -> list[tuple[Pipeline, float]] | None:
     """A clone of ``template`` fitted per fold, as ``task.fit`` fits it (the preprocessing on the
     fold's training part), the models all at once, and the seconds each fold's fit is charged:
@@ -169,11 +149,11 @@ def fit_folds(template: Pipeline, dataset: TableData, task: FoldTask, folds: Seq
     return [(pipeline, seconds / len(folds)) for pipeline in pipelines]
 
 
-def _unsupported_job(template: Pipeline, folds: Sequence[FoldRows], dataset: TableData,
-                     task: FoldTask) -> str | None:
+def _unsupported_job(template: Pipeline, folds: Sequence[Fold], dataset: Dataset,
+                     task: Task) -> str | None:
     """`unsupported`, and what the planned folds tell before anything is fitted."""
     reason = unsupported(template, len(folds), dataset.X.shape[1])
-    if reason or not task.supervised or _fits_folds_its_own_way(task):
+    if reason or not task.supervised or type(task).fit is not Task.fit:
         return reason or f"the {task} task fits its folds its own way"
     model = template[-1]
     y = np.asarray(dataset.y)
@@ -182,14 +162,6 @@ def _unsupported_job(template: Pipeline, folds: Sequence[FoldRows], dataset: Tab
         fold = next(i for i, n in enumerate(outputs, 1) if n < max(outputs))
         return f"the training part of fold {fold} lacks a class"
     return _too_large(sum(len(fold.train) for fold in folds), dataset.X.shape[1])
-
-
-def _fits_folds_its_own_way(task: FoldTask) -> bool:
-    """Whether the task's class overrides the ``fit`` of the base class that defines it
-    (``pipeline.tasks.Task``): read from the class's MRO, so that this module does not import
-    the tasks layer above it."""
-    defining = [cls for cls in type(task).__mro__ if "fit" in vars(cls)]
-    return defining[0] is not defining[-1]
 
 
 def _too_large(rows: int, n_features: int) -> str | None:
