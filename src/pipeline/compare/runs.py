@@ -137,6 +137,26 @@ def newest_sweep(client: Any, experiment_ids: list[str]) -> str | None:
     return None if run is None else run.data.tags["sweep"]
 
 
+def job_folds(client: Any, jobs: pd.DataFrame, finished: pd.DataFrame | None = None
+              ) -> pd.DataFrame:
+    """The fold runs of these jobs (parent runs), one row each, with the job's id in
+    `tags.mlflow.parentRunId`: taken from `finished` where the caller has already read every
+    finished run of the jobs' experiments, else asked for job by job (a sweep's jobs are a
+    few of an experiment's runs, and their folds carry no `sweep` tag)."""
+    from pipeline.tracking.client import quoted
+
+    if finished is None:
+        found = [runs_table(client, [experiment],
+                            f"tags.mlflow.parentRunId = {quoted(run_id)} and {FINISHED}")
+                 for run_id, experiment in zip(jobs["run_id"], jobs["experiment_id"],
+                                               strict=True)]
+        finished = pd.concat(found, ignore_index=True) if found else runs_table(client, [])
+    if "tags.mlflow.parentRunId" not in finished or "params.fold" not in finished:
+        return finished.iloc[0:0]
+    return finished[finished["tags.mlflow.parentRunId"].isin(jobs["run_id"])
+                    & finished["params.fold"].notna()]
+
+
 def fold_runs(client: Any, run: Any) -> list[Any]:
     """A job's finished fold runs, in fold order."""
     from pipeline.tracking.client import quoted

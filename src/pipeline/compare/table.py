@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.compare.defaults import recorded_objective, tells_jobs_apart
-from pipeline.compare.runs import finished_runs, jobs_only, newest_job, reader, sweep_runs
+from pipeline.compare.runs import (
+    finished_runs,
+    job_folds,
+    jobs_only,
+    newest_job,
+    reader,
+    sweep_runs,
+)
 from pipeline.errors import PipelineError
 from pipeline.metrics import lower_is_better
+
+# Under the table (its text form) when a ranked mean covers fewer folds than its job ran.
+FEWER_FOLDS_NOTE = "* mean over fewer folds than the job ran (NaN folds left out)"
 
 
 def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = None,
@@ -33,14 +44,16 @@ def leaderboard(uri: str, experiment: str | None = None, sweep: str | None = Non
             sweep = run.data.tags["sweep"]
         elif newest_job(client, ids, lambda tags: True) is not None:
             raise PipelineError(f"no sweep in experiment {experiment!r}")
+    finished = None
     if sweep is None:
-        runs = jobs_only(finished_runs(client, ids))
+        finished = finished_runs(client, ids)  # the jobs' fold runs among them
+        runs = jobs_only(finished)
     else:
         runs = jobs_only(sweep_runs(client, ids, sweep)).drop_duplicates("run_id")
     if runs.empty:
         raise PipelineError(f"no finished jobs in experiment {experiment!r}"
                             + (f" for sweep {sweep}" if sweep else ""))
-    return experiment, _table(runs, metric)
+    return experiment, _table(runs, metric, job_folds(client, runs, finished))
 
 
 def _newest_job_experiment(client: Any, experiments: list, sweep: str | None) -> str:
@@ -56,7 +69,8 @@ def _newest_job_experiment(client: Any, experiments: list, sweep: str | None) ->
     return names[run.info.experiment_id]
 
 
-def _table(runs: pd.DataFrame, metric: str | None) -> pd.DataFrame:
+def _table(runs: pd.DataFrame, metric: str | None, folds: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard of the jobs `runs` (their fold runs `folds`), ranked by `metric`."""
     objective = (metric or recorded_objective(runs)).removeprefix("test_")
     names = [c.removeprefix("metrics.").removesuffix("_mean") for c in runs.columns
              if c.startswith("metrics.test_") and c.endswith("_mean")]
@@ -70,10 +84,31 @@ def _table(runs: pd.DataFrame, metric: str | None) -> pd.DataFrame:
         for stat in ("mean", "std"):
             rows[f"{name.removeprefix('test_')}_{stat}"] = runs[f"metrics.{name}_{stat}"]
     rows["fit_time_mean"] = runs.get("metrics.fit_time_mean", float("nan"))
+    rows["folds_scored"], rows["folds"] = _fold_counts(runs, folds, f"test_{objective}")
     rows["run_id"] = runs["run_id"]
     order = runs[f"metrics.test_{objective}_mean"].sort_values(
         ascending=lower_is_better(objective), na_position="last").index
     return rows.loc[order].reset_index(drop=True)
+
+
+def _fold_counts(runs: pd.DataFrame, folds: pd.DataFrame,
+                 name: str) -> tuple[pd.Series, pd.Series]:
+    """Per job, (the folds with a score of `name`, the folds it ran): its mean covers the
+    first, a fold where the metric is undefined (NaN, never logged) being left out. Unknown
+    (<NA>) for a job whose fold runs are not found."""
+    parent = folds.get("tags.mlflow.parentRunId", pd.Series(dtype=object))
+    ran = parent.value_counts()
+    values = folds.get(f"metrics.{name}", pd.Series(np.nan, index=folds.index))
+    scored = np.isfinite(values.astype(float)).groupby(parent).sum()
+    return (runs["run_id"].map(scored).where(runs["run_id"].isin(ran.index)).astype("Int64"),
+            runs["run_id"].map(ran).astype("Int64"))
+
+
+def fewer_folds(table: pd.DataFrame) -> pd.Series:
+    """Per row, whether its mean covers fewer folds than its job ran (NaN folds left out)."""
+    if "folds" not in table:
+        return pd.Series(False, index=table.index)
+    return (table["folds_scored"] < table["folds"]).fillna(False).astype(bool)
 
 
 def _key_params(runs: pd.DataFrame) -> pd.Series:
@@ -103,11 +138,17 @@ def ranked_metric(table: pd.DataFrame) -> str:
     return next(c.removesuffix("_mean") for c in table.columns if c.endswith("_mean"))
 
 
-def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """Each metric's mean and std columns as one `mean ± std` column."""
+def readable(table: pd.DataFrame, marked: bool = False) -> pd.DataFrame:
+    """Each metric's mean and std columns as one `mean ± std` column, and the folds that the
+    ranked metric's mean covers of those the job ran (`3/5`); `marked`: the ranked metric's
+    cell of a mean over fewer folds than the job ran ends in `*` (see FEWER_FOLDS_NOTE)."""
     shown = pd.DataFrame(index=table.index)
     for column in table.columns:
-        if column.endswith("_std"):
+        if column.endswith("_std") or column == "folds_scored":
+            continue
+        if column == "folds":
+            shown[column] = [f"{scored}/{ran}" if pd.notna(ran) else "—" for scored, ran
+                             in zip(table["folds_scored"], table[column], strict=True)]
             continue
         if column.endswith("_mean") and column != "fit_time_mean":
             std = table[column.removesuffix("_mean") + "_std"]
@@ -115,9 +156,14 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
                 "nan" if pd.isna(m) else f"{m:.4f} ± {s:.4f}"
                 for m, s in zip(table[column], std, strict=True)]
         elif column == "fit_time_mean":
-            shown["fit_time"] = [f"{t:.3f}s" for t in table[column]]
+            shown["fit_time"] = ["nan" if pd.isna(t) else f"{t:.3f}s" for t in table[column]]
         else:
             shown[column] = table[column]
+    if marked:
+        ranked = ranked_metric(table)
+        fewer = fewer_folds(table)
+        shown[ranked] = [f"{cell} *" if short else cell
+                         for cell, short in zip(shown[ranked], fewer, strict=True)]
     if "vs_diff" in table:
         shown = _readable_paired(table, shown)
     return shown
@@ -136,7 +182,7 @@ def _readable_paired(table: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
     table too wide to read): no NaN printed as a result, the row's note in its place."""
     ranked = ranked_metric(table)
     shown = shown[[c for c in shown.columns
-                   if c in ("model", "cv", "params", ranked, "run_id")]].copy()
+                   if c in ("model", "cv", "params", ranked, "folds", "run_id")]].copy()
 
     def cell(i: int, text: str, first: bool = False) -> str:
         note = table.loc[i, "vs_note"]
