@@ -45,7 +45,9 @@ def parser() -> argparse.ArgumentParser:
                          help="only this multirun's jobs: its directory, or 'latest'")
     command.add_argument("--metric", type=_metric,
                          help="rank by this metric (default: the jobs' objective)")
-    command.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    command.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
+                         help="how the leaderboard is printed (default: table); under markdown "
+                              "and csv stdout holds the table alone")
     comparisons = command.add_mutually_exclusive_group()
     comparisons.add_argument(
         "--against", nargs="?", const="best", metavar="RUN_ID|MODEL|best", type=_against,
