@@ -247,7 +247,12 @@ def _across_data(uri: str, args: argparse.Namespace) -> str:
     experiment, run_id = log(uri, result, fig)
     where = f"experiment {experiment!r} of {redact(uri)}, run {run_id} (kind=comparison)"
     if fig is not None:
-        path = save(fig, Path("outputs") / "comparisons", run_id)
+        folder = Path("outputs") / "comparisons"
+        try:
+            path = save(fig, folder, run_id)
+        except OSError as error:  # the store took it: this is not the store's refusal
+            raise PipelineError(f"the comparison is logged to {where}, but its diagram cannot "
+                                f"be saved under {folder}: {error.strerror or error}") from error
         return f"{text(result)}\n\ncritical-difference diagram: {path}; logged to {where}"
     return (f"{text(result)}\n\nno critical-difference diagram (Friedman's test not run); "
             f"logged to {where}")
