@@ -54,7 +54,7 @@ def run(job: Job, dataset: data.Dataset, task: Task) -> Result:
                          job.model.name, job.tracking.experiment, job.sweep,
                          searched=search.space.keys())
     inner = [inner_folds(job.scheme, dataset, task, fold.train) for fold in outer]
-    checks.against_search(_candidates(job, dataset, task), dataset,
+    checks.against_search(candidates(job, dataset, task), dataset,
                           checks.nested_parts(outer, inner, outer_scheme.name, job.scheme.name))
     trials, n_inner = search.n_trials, sum(len(folds) for folds in inner)
     report.print_config(job)
@@ -163,7 +163,7 @@ def _outer_fold(i: int, outer: cv.Folds, folds: list[cv.Fold], direction: str, j
     return row, chosen
 
 
-def _candidates(job: Job, dataset: data.Dataset, task: Task) -> Iterator[checks.Candidate]:
+def candidates(job: Job, dataset: data.Dataset, task: Task) -> Iterator[checks.Candidate]:
     """Each configuration to check before the search: every bound of every searched range (and
     every choice) with the rest of the job as each trial sets it, built as a trial builds it,
     so that a value the model's or a step's constructor refuses is found here too."""
