@@ -1,7 +1,7 @@
 """Everything that can be checked against the data and the planned folds, before any MLflow run
-exists: arguments that only the data makes impossible, the Lightning Trainer settings, the seed,
-and the names that become directories and MLflow filters. Each mistake is one line that names
-the key, its limit and the fix."""
+exists: arguments that only the data makes impossible (a job's own, and every value its search
+may propose), the Lightning Trainer settings, the seed, and the names that become directories
+and MLflow filters. Each mistake is one line that names the key, its limit and the fix."""
 
 from __future__ import annotations
 
