@@ -116,21 +116,38 @@ def test_an_impossible_searched_value_is_refused_before_any_run(make_cfg, workdi
     assert not (Path(workdir) / "outputs").exists()  # no store, so no run
 
 
-def test_a_possible_range_runs_and_the_searched_keys_base_value_is_not_refused(make_cfg,
-                                                                               workdir):
-    """n_neighbors in 1..3 on inner parts of 3 rows runs; the untuned value (7, more than the
-    6 rows of an outer training part) is never fitted, so it is not refused either."""
+def test_a_value_no_trial_changes_is_refused_in_the_jobs_own_words(make_cfg, workdir):
+    """preprocess.n_components=8 is too many for inner parts of 5 rows whatever n_neighbors the
+    search tries: the line is about that key, not about the search."""
+    job, dataset, task = nested_job(make_cfg, {"model.n_neighbors": "range(1, 3)"},
+                                    "model=knn", "preprocess.reduce=pca",
+                                    "preprocess.n_components=8")
+    with pytest.raises(PipelineError) as refused:
+        nested.run(job, dataset, task)
+    message = str(refused.value)
+    assert message.startswith("preprocess.n_components=8 is more than PCA can keep"), message
+    assert "smallest inner training part" in message and "or fewer" in message
+    assert not (Path(workdir) / "outputs").exists()
+
+
+def test_a_possible_range_runs_and_values_no_trial_fits_are_not_refused(make_cfg, workdir):
+    """n_neighbors in 1..3 on inner parts of 3 rows runs. The untuned n_neighbors (7, more
+    than the 6 rows of an outer training part) and n_components (8, more than PCA keeps of 3
+    rows) are never fitted, the search sets them in every trial (the second as the preset's
+    fixed value, 2), so neither is refused."""
     rows = smallest_inner_part(12)
     assert rows == 3
-    job, dataset, task = nested_job(make_cfg, {"model.n_neighbors": f"range(1, {rows + 1})"},
-                                    "model=knn", "model.n_neighbors=7", "data.n_samples=12",
-                                    n_trials=2)
+    job, dataset, task = nested_job(
+        make_cfg, {"model.n_neighbors": f"range(1, {rows + 1})", "preprocess.n_components": "2"},
+        "model=knn", "model.n_neighbors=7", "preprocess.reduce=pca", "preprocess.n_components=8",
+        "data.n_samples=12", n_trials=2)
     result = nested.run(job, dataset, task)
     assert np.isfinite(result.score)
     runs = all_runs(workdir)
     assert set(runs["status"]) == {"FINISHED"} and len(runs) == 1 + 2 + 2 * 2
     chosen = runs["params.best.model.n_neighbors"].dropna().astype(int)
     assert len(chosen) == 2 and chosen.between(1, rows).all()
+    assert set(runs["params.best.preprocess.n_components"].dropna()) == {"2"}
 
 
 def test_every_trial_nan_is_one_error_and_no_numpy_warning(make_cfg, workdir):

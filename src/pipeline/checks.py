@@ -229,11 +229,19 @@ def search_mistake(key: str, value: Any, span: str, problem: str) -> PipelineErr
     return PipelineError(f"hparams_search: {key} may be {value} ({span}), {problem}")
 
 
-def against_search(candidates: Iterable[Candidate], dataset: Dataset, parts: list[Part]) -> None:
-    """Each configuration a search may propose against every part it will be fitted on (the
-    smallest of each kind): its preprocessing's declared constraints and the counts of
-    `_sizes`, as a job's own are checked. The line names the searched key, its span, the value,
-    the part and the fix."""
+def against_search(estimator: Pipeline, preprocess: Component,
+                   candidates: Iterable[Candidate], dataset: Dataset, parts: list[Part]) -> None:
+    """A search's job against every part it will fit on (the smallest of each kind): first the
+    pipeline as every trial shares it (`estimator`, built from `preprocess`; the searched keys'
+    own values are never fitted), then each configuration the search may propose, by the
+    preprocessing's declared constraints and the counts of `_sizes`, as a job's own are
+    checked. A searched value's line names the key, its span, the value, the part and the fix."""
+    candidates = list(candidates)
+    searched = {candidate.key for candidate in candidates}
+    for part in parts:
+        for excess in _sizes(preprocess, estimator, dataset, part):
+            if excess.key not in searched:
+                raise PipelineError(excess.plain())
     for candidate in candidates:
         key, value, span = candidate.key, candidate.value, candidate.span
         try:
@@ -242,6 +250,8 @@ def against_search(candidates: Iterable[Candidate], dataset: Dataset, parts: lis
             raise search_mistake(key, value, span, f"which {error}") from None
         for part in parts:
             for excess in _sizes(candidate.preprocess, candidate.estimator, dataset, part):
+                if excess.key in searched - {key}:
+                    continue  # every trial sets that key too: its own values are checked
                 if excess.key != key:  # the searched value brings another key's count in
                     raise search_mistake(key, value, span, f"and then {excess.plain()}")
                 narrow = ("narrow the range to at most" if span.startswith("range")

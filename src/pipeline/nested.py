@@ -46,15 +46,17 @@ def run(job: Job, dataset: data.Dataset, task: Task) -> Result:
     search, outer_scheme = job.search, job.outer
     objective = job.scoring.objective
     direction = "minimize" if metrics.lower_is_better(objective) else "maximize"
-    # Checked before any fit: the untuned pipeline, the metrics, the outer and every inner split.
-    estimator = engine.make_estimator(job.preprocess, job.model, dataset, task)
+    # Checked before any fit: the pipeline as every trial sets the preset's fixed values, the
+    # metrics, the outer and every inner split, and each value the search may propose.
+    base = configured(job, dict(search.fixed))
+    estimator = engine.make_estimator(base.preprocess, base.model, dataset, task)
     metrics.check_responses(job.scoring.names, task.name, estimator, job.model.name)
     outer = cv.split(outer_scheme, dataset, task)
-    checks.against_folds(estimator, dataset, outer, job.preprocess, outer_scheme.name,
+    checks.against_folds(estimator, dataset, outer, base.preprocess, outer_scheme.name,
                          job.model.name, job.tracking.experiment, job.sweep,
                          searched=search.space.keys())
     inner = [inner_folds(job.scheme, dataset, task, fold.train) for fold in outer]
-    checks.against_search(candidates(job, dataset, task), dataset,
+    checks.against_search(estimator, base.preprocess, candidates(job, dataset, task), dataset,
                           checks.nested_parts(outer, inner, outer_scheme.name, job.scheme.name))
     trials, n_inner = search.n_trials, sum(len(folds) for folds in inner)
     report.print_config(job)
