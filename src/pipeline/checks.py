@@ -1,13 +1,14 @@
 """Everything that can be checked against the data and the planned folds, before any MLflow run
-exists: arguments that only the data makes impossible, the Lightning Trainer settings, the seed,
-and the names that become directories and MLflow filters. Each mistake is one line that names
-the key, its limit and the fix."""
+exists: arguments that only the data makes impossible (a job's own, and every value its search
+may propose), the Lightning Trainer settings, the seed, and the names that become directories
+and MLflow filters. Each mistake is one line that names the key, its limit and the fix."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
@@ -44,15 +45,18 @@ def seed(value: Any) -> None:
 
 def against_folds(estimator: Pipeline, dataset: Dataset, folds: list[Fold],
                   preprocess: Component, scheme: str, model: str, experiment: str | None,
-                  sweep: Sweep | None) -> None:
+                  sweep: Sweep | None, searched: Collection[str] = ()) -> None:
     """The checks that need the built pipeline, the data and the planned folds; called once
     the folds are planned and before the tracking store is touched. The job's parts name
     the keys in the messages: its `preprocess` component, its cv `scheme`, its `model`, the
-    `experiment` it records to and the `sweep` it belongs to."""
+    `experiment` it records to and the `sweep` it belongs to. The counts of `searched` keys
+    are not checked: a search sets them in every fit (`against_search` checks its values)."""
     from pipeline.cv import check_cost
 
     _preprocessing_arguments(preprocess, estimator[0])
-    _sizes(scheme, preprocess, estimator, dataset, folds)
+    for excess in _sizes(preprocess, estimator, dataset, training_part(folds, scheme)):
+        if excess.key not in searched:
+            raise PipelineError(excess.plain())
     check_cost(estimator[-1], dataset, folds, model)  # a quadratic model at scale
     _trainer(estimator[-1])
     _names(experiment, sweep, dataset)
@@ -103,30 +107,60 @@ def _preprocessing_message(component: Component, part: BaseEstimator, message: s
     return f"preprocess: {type(part).__name__}'s {parameter} {rest}"
 
 
-def _sizes(scheme: str, component: Component, estimator: Pipeline, dataset: Dataset,
-           folds: list[Fold]) -> None:
-    """Counts in the reducer's and the model's arguments against the rows of the smallest
-    training part and the columns the preprocessing makes of them."""
+@dataclass(frozen=True)
+class Part:
+    """The smallest part a configuration is fitted on: its rows, how a message names them ("the
+    5 rows of the smallest training part (...)"), and what makes such parts larger."""
+
+    rows: int
+    where: str
+    larger: str
+
+
+@dataclass(frozen=True)
+class Excess:
+    """A count in the arguments that a part cannot hold: the config key, its value, the most
+    the part allows, why (worded after the value), and the fix beyond a smaller value."""
+
+    key: str
+    value: Any
+    most: int
+    reason: str
+    remedy: str | None
+    by_rows: bool  # more rows (a larger part) would hold it
+
+    def plain(self) -> str:
+        return (f"{self.key}={self.value} is {self.reason}; use {self.key}={self.most} or "
+                f"fewer" + (f", or {self.remedy}" if self.remedy else ""))
+
+
+def training_part(folds: list[Fold], scheme: str) -> Part:
+    """The smallest training part of a job's planned folds."""
+    rows = min(len(fold.train) for fold in folds)
+    return Part(rows, f"the {rows} rows of the smallest training part ({len(folds)} fold(s) "
+                      f"of cv={scheme})", "a cv with larger training parts")
+
+
+def _sizes(component: Component, estimator: Pipeline, dataset: Dataset,
+           part: Part) -> Iterator[Excess]:
+    """Counts in the reducer's and the model's arguments against the rows of `part` and the
+    columns the preprocessing makes of them: each count that cannot be, as an Excess."""
     from sklearn.pipeline import Pipeline
 
-    rows = min(len(fold.train) for fold in folds)
-    where = (f"the {rows} rows of the smallest training part "
-             f"({len(folds)} fold(s) of cv={scheme})")
     preprocess, model = estimator[0], estimator[-1]
     if isinstance(preprocess, Pipeline) and "reduce" in preprocess.named_steps:
-        _components(preprocess.named_steps["reduce"], rows, where, dataset,
-                    component.get("max_categories"))
+        yield from _components(preprocess.named_steps["reduce"], part, dataset,
+                               component.get("max_categories"))
     arguments = model.get_params(deep=False)
     for name in ROW_COUNTS:
         value = arguments.get(name)
-        if is_int(value) and value > rows:
-            raise PipelineError(f"model.{name}={value} is more than {where}; use "
-                                f"model.{name}={rows} or fewer, or a cv with larger training "
-                                "parts")
+        if is_int(value) and value > part.rows:
+            yield Excess(f"model.{name}", value, part.rows, f"more than {part.where}",
+                         part.larger, by_rows=True)
 
 
-def _components(reducer: Any, rows: int, where: str, dataset: Dataset,
-                max_categories: int | None) -> None:
+def _components(reducer: Any, part: Part, dataset: Dataset,
+                max_categories: int | None) -> Iterator[Excess]:
     """PCA keeps at most min(rows, columns) components, LDA at most the columns (and classes
     - 1, checked where the preprocessing is built)."""
     from sklearn.decomposition import PCA
@@ -136,16 +170,15 @@ def _components(reducer: Any, rows: int, where: str, dataset: Dataset,
         return  # a share of variance, or all there are
     columns, exact = _encoded_columns(dataset, max_categories)
     counted = f"{'' if exact else 'at most '}{columns} columns after encoding"
-    if isinstance(reducer, PCA) and kept > min(rows, columns):
-        most = min(rows, columns)
-        raise PipelineError(
-            f"preprocess.n_components={kept} is more than PCA can keep: min(rows, columns) "
-            f"= {most} for {where} with {counted}; use preprocess.n_components={most} or "
-            "fewer, or a share of variance such as 0.95")
+    if isinstance(reducer, PCA) and kept > min(part.rows, columns):
+        most = min(part.rows, columns)
+        yield Excess("preprocess.n_components", kept, most,
+                     f"more than PCA can keep: min(rows, columns) = {most} for {part.where} "
+                     f"with {counted}", "a share of variance such as 0.95",
+                     by_rows=part.rows < columns)
     if not isinstance(reducer, PCA) and kept > columns:
-        raise PipelineError(
-            f"preprocess.n_components={kept} is more than LDA can keep from {counted}; use "
-            f"preprocess.n_components={columns} or fewer")
+        yield Excess("preprocess.n_components", kept, columns,
+                     f"more than LDA can keep from {counted}", None, by_rows=False)
 
 
 def _encoded_columns(dataset: Dataset, max_categories: int | None) -> tuple[int, bool]:
@@ -158,6 +191,91 @@ def _encoded_columns(dataset: Dataset, max_categories: int | None) -> tuple[int,
         distinct = max(1, int(dataset.X[column].nunique(dropna=True)))
         width += min(distinct, max_categories) if is_int(max_categories) else distinct
     return width, not categorical
+
+
+# -- a search's values ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration a search may propose: the searched `key` at `value`, one of the bounds
+    of its `span`, every other key as each trial sets it; its pipeline built as a trial builds
+    it, and the preprocess component that pipeline was built from."""
+
+    key: str
+    value: Any
+    span: str
+    estimator: Pipeline
+    preprocess: Component
+
+
+def searched_values(space: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """The values to check of a search `space` (Optuna distributions by config key), each with
+    the span it is drawn from: a range's high and low (the high first: a count too large for a
+    part is the common mistake, and the line then names the extreme value), and every one of a
+    categorical's choices (written as the preset writes them)."""
+    for key, distribution in space.items():
+        choices = getattr(distribution, "choices", None)
+        if choices is not None:
+            for choice in choices:
+                yield key, choice, f"choices {', '.join(str(c) for c in choices)}"
+        else:
+            low, high = distribution.low, distribution.high
+            for bound in dict.fromkeys((high, low)):
+                yield key, bound, f"range {low}..{high}"
+
+
+def search_mistake(key: str, value: Any, span: str, problem: str) -> PipelineError:
+    """One line: a value the search may propose, where it comes from, and what is wrong."""
+    return PipelineError(f"hparams_search: {key} may be {value} ({span}), {problem}")
+
+
+def against_search(estimator: Pipeline, preprocess: Component,
+                   candidates: Iterable[Candidate], dataset: Dataset, parts: list[Part]) -> None:
+    """A search's job against every part it will fit on (the smallest of each kind): first the
+    pipeline as every trial shares it (`estimator`, built from `preprocess`; the searched keys'
+    own values are never fitted), then each configuration the search may propose, by the
+    preprocessing's declared constraints and the counts of `_sizes`, as a job's own are
+    checked. A searched value's line names the key, its span, the value, the part and the fix."""
+    candidates = list(candidates)
+    searched = {candidate.key for candidate in candidates}
+    for part in parts:
+        for excess in _sizes(preprocess, estimator, dataset, part):
+            if excess.key not in searched:
+                raise PipelineError(excess.plain())
+    for candidate in candidates:
+        key, value, span = candidate.key, candidate.value, candidate.span
+        try:
+            _preprocessing_arguments(candidate.preprocess, candidate.estimator[0])
+        except PipelineError as error:
+            raise search_mistake(key, value, span, f"which {error}") from None
+        for part in parts:
+            for excess in _sizes(candidate.preprocess, candidate.estimator, dataset, part):
+                if excess.key in searched - {key}:
+                    continue  # every trial sets that key too: its own values are checked
+                if excess.key != key:  # the searched value brings another key's count in
+                    raise search_mistake(key, value, span, f"and then {excess.plain()}")
+                narrow = ("narrow the range to at most" if span.startswith("range")
+                          else "keep only choices of at most")
+                raise search_mistake(key, value, span, f"{excess.reason}; {narrow} {excess.most}"
+                                     + (f", or use {part.larger}" if excess.by_rows else ""))
+
+
+def nested_parts(outer: list[Fold], inner: list[list[Fold]], outer_scheme: str,
+                 inner_scheme: str) -> list[Part]:
+    """The parts a nested job fits its search's configurations on: the inner training parts
+    (every trial) and the outer ones (the chosen configuration's refit), the smallest of each."""
+    rows = min(len(fold.train) for folds in inner for fold in folds)
+    counts = sorted({len(folds) for folds in inner})
+    n_inner = "-".join(str(count) for count in dict.fromkeys((counts[0], counts[-1])))
+    refit = min(len(fold.train) for fold in outer)
+    return [
+        Part(rows, f"the {rows} rows of the smallest inner training part ({n_inner} inner "
+                   f"folds of cv={inner_scheme} within {len(outer)} outer folds)",
+             "fewer inner folds (larger inner training parts) or more data"),
+        Part(refit, f"the {refit} rows of the smallest outer training part, where the chosen "
+                    f"configuration is refit ({len(outer)} folds of cv.outer={outer_scheme})",
+             "a cv.outer with larger training parts"),
+    ]
 
 
 # -- the Lightning Trainer ---------------------------------------------------------------

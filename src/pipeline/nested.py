@@ -46,13 +46,18 @@ def run(job: Job, dataset: data.Dataset, task: Task) -> Result:
     search, outer_scheme = job.search, job.outer
     objective = job.scoring.objective
     direction = "minimize" if metrics.lower_is_better(objective) else "maximize"
-    # Checked before any fit: the untuned pipeline, the metrics, the outer and every inner split.
-    estimator = engine.make_estimator(job.preprocess, job.model, dataset, task)
+    # Checked before any fit: the pipeline as every trial sets the preset's fixed values, the
+    # metrics, the outer and every inner split, and each value the search may propose.
+    base = configured(job, dict(search.fixed))
+    estimator = engine.make_estimator(base.preprocess, base.model, dataset, task)
     metrics.check_responses(job.scoring.names, task.name, estimator, job.model.name)
     outer = cv.split(outer_scheme, dataset, task)
-    checks.against_folds(estimator, dataset, outer, job.preprocess, outer_scheme.name,
-                         job.model.name, job.tracking.experiment, job.sweep)
+    checks.against_folds(estimator, dataset, outer, base.preprocess, outer_scheme.name,
+                         job.model.name, job.tracking.experiment, job.sweep,
+                         searched=search.space.keys())
     inner = [inner_folds(job.scheme, dataset, task, fold.train) for fold in outer]
+    checks.against_search(estimator, base.preprocess, candidates(job, dataset, task), dataset,
+                          checks.nested_parts(outer, inner, outer_scheme.name, job.scheme.name))
     trials, n_inner = search.n_trials, sum(len(folds) for folds in inner)
     report.print_config(job)
     log.info("nested cross-validation: %d outer folds (cv.outer=%s) x %d trials x %s inner "
@@ -130,7 +135,7 @@ def _outer_fold(i: int, outer: cv.Folds, folds: list[cv.Fold], direction: str, j
                 scores = [engine.fit_and_score(inner, template, dataset, task, [objective],
                                                average).row[f"test_{objective}"]
                           for inner in folds]  # each fold fits a fresh clone
-                mean, std = float(np.nanmean(scores)), float(np.nanstd(scores))
+                mean, std = _mean_and_std(scores)
                 trial.set_user_attr("std", std)
                 tracker.log_metrics(run_id, {f"inner_{objective}_mean": mean,
                                              f"inner_{objective}_std": std})
@@ -158,6 +163,30 @@ def _outer_fold(i: int, outer: cv.Folds, folds: list[cv.Fold], direction: str, j
     log.info("fold %d: %s  inner best %s=%.4f  %s", i, report.brief(fitted.row, objective),
              objective, best.value, "  ".join(f"{k}={v}" for k, v in best.params.items()))
     return row, chosen
+
+
+def candidates(job: Job, dataset: data.Dataset, task: Task) -> Iterator[checks.Candidate]:
+    """Each configuration to check before the search: every bound of every searched range (and
+    every choice) with the rest of the job as each trial sets it, built as a trial builds it,
+    so that a value the model's or a step's constructor refuses is found here too."""
+    search = job.search
+    for key, value, span in checks.searched_values(search.space):
+        tried = configured(job, {key: value, **search.fixed})
+        try:
+            estimator = engine.make_estimator(tried.preprocess, tried.model, dataset, task)
+            metrics.check_responses(job.scoring.names, task.name, estimator, job.model.name)
+        except PipelineError as error:
+            raise checks.search_mistake(key, value, span, f"which is refused: {error}") from None
+        yield checks.Candidate(key, value, span, estimator, tried.preprocess)
+
+
+def _mean_and_std(scores: list[float]) -> tuple[float, float]:
+    """A trial's mean and std over its finite inner scores; NaN for both where there is none
+    (the trial then fails, and a search whose every trial fails says so in one line)."""
+    finite = np.asarray([score for score in scores if math.isfinite(score)], dtype=float)
+    if not finite.size:
+        return math.nan, math.nan
+    return float(finite.mean()), float(finite.std())
 
 
 def _best(study: Any, i: int, objective: str) -> Any:
