@@ -184,7 +184,7 @@ def test_the_served_model_refuses_numbers_in_a_text_column(code_job):
     request = {"dataframe_records": [{"code": "00077", "x": 0.5}, {"code": 1234, "x": 0.1}]}
     parsed = infer_and_parse_data(request, served.metadata.get_input_schema())
     with pytest.raises(MlflowException, match=re.escape(
-            "column 'code' takes text, but row 2 holds 1234, a int (1 of 2 row(s)); send these "
+            "column 'code' takes text, but row 2 holds 1234, not text (1 of 2 row(s)); send these "
             "values as strings (quoted in JSON)")):
         served.predict(parsed)
     quoted = json.loads(json.dumps(request).replace("1234", '"01234"'))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,8 @@ def predict_file(run_id: str, input: str, output: str = "predictions.csv",
     try:
         predictions.to_csv(output, index=False)
     except OSError as error:
-        raise PipelineError(f"output={output} cannot be written: {error.strerror}") from error
+        raise PipelineError(f"output={output} cannot be written: "
+                            f"{error.strerror or error}") from error
     return len(predictions)
 
 
@@ -166,7 +168,7 @@ def check_output(output: Path, input: Path) -> None:
                             "directory you can write to")
 
 
-def read(path: Path, columns: list[tuple[str, str]] = ()) -> pd.DataFrame:
+def read(path: Path, columns: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
     """The rows to predict, the signature's text `columns` read as written (a CSV's `01234`
     stays `01234`, where pandas would infer the number 1234 when every code is digits);
     numbers and booleans as pandas reads them, as the training loader did. A file that is no

@@ -126,8 +126,8 @@ class TextColumns(TransformerMixin, BaseEstimator):
                 row = int(wrong.argmax())
                 value = X[name].iloc[row]
                 raise MlflowException(
-                    f"column {name!r} takes text, but row {row + 1} holds {value!r}, a "
-                    f"{type(value).__name__} ({int(wrong.sum())} of {len(X)} row(s)); send "
+                    f"column {name!r} takes text, but row {row + 1} holds {value!r}, not text "
+                    f"({int(wrong.sum())} of {len(X)} row(s)); send "
                     "these values as strings (quoted in JSON), as the model was trained on "
                     "them: a code written as a number has lost any leading zeros",
                     error_code=INVALID_PARAMETER_VALUE)
