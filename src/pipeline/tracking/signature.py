@@ -116,8 +116,9 @@ class TextColumns(TransformerMixin, BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             return X
         for name in self.columns:
-            if name not in X.columns or X[name].dtype != object:
-                continue  # (any other dtype went through MLflow's own check)
+            if name not in X.columns or X[name].dtype != object or pd.api.types.infer_dtype(
+                    X[name], skipna=True) in ("string", "empty"):
+                continue  # (another dtype went through MLflow's own check; text is text)
             wrong = X[name].map(lambda v: isinstance(v, bool | int | float | np.number)
                                 and not pd.isna(v)).to_numpy(dtype=bool)
             if wrong.any():
