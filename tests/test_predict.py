@@ -122,8 +122,8 @@ def test_predict_names_extra_columns_unknown_runs_and_runs_without_a_model(
     assert predict.main([f"run_id={with_model.run_id}", "input=labelled.csv",
                          "ignore_extra=true", "output=out.csv"]) == 0
     assert len(pd.read_csv(workdir / "out.csv")) == len(frame)
-    assert errors("run_id=0123456789abcdef", "input=labelled.csv").startswith(
-        "error: run 0123456789abcdef not found in sqlite:///")
+    assert errors("run_id=" + "0123456789abcdef" * 2, "input=labelled.csv").startswith(
+        "error: run 0123456789abcdef0123456789abcdef not found in sqlite:///")
     assert "has no logged model" in errors(f"run_id={without.run_id}", "input=labelled.csv")
     assert "input=nowhere.csv not found" in errors(f"run_id={with_model.run_id}",
                                                    "input=nowhere.csv")

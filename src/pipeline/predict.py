@@ -4,7 +4,9 @@ refit and logged (`refit`), applied to new rows; predictions and class probabili
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,25 @@ from pipeline.errors import PipelineError
 
 USAGE = """\
 usage: python -m pipeline.predict run_id=<parent run id> input=<file.csv|.parquet>
-                                  [output=predictions.csv] [tracking_uri=<uri>] [ignore_extra=true]
+                                  [output=predictions.csv] [tracking_uri=<uri>]
+                                  [ignore_extra=true] [strict=true]
 
 Loads the model that a job logged to its parent run (refit=true, the default for a single
-job), checks the input's columns and their types against the model's signature (a numeric
-column holds numbers or blanks, which the model imputes), and writes one row per input row:
-`prediction`, and for a classifier `proba_<class>` for every class.
+job), reads the input's columns with the types of the model's signature (a text column as
+written, leading zeros kept; a numeric column holds numbers or blanks, which the model
+imputes), and writes one row per input row: `prediction`, and for a classifier
+`proba_<class>` for every class. Categories the model never saw in training are reported per
+column on stderr; strict=true refuses them.
 The tracking URI defaults to $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db here.
 Columns the model does not take are an error, unless ignore_extra=true drops them."""
-KEYS = ("run_id", "input", "output", "tracking_uri", "ignore_extra")
+KEYS = ("run_id", "input", "output", "tracking_uri", "ignore_extra", "strict")
+FLAGS = ("ignore_extra", "strict")
+# What a true/false argument may say (any case).
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+# MLflow's run ids are uuid4().hex, in every store it ships (file, SQL, REST server).
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+# The schemes of the tracking URIs MLflow reads (a SQL store's may name a driver: `mysql+pymysql`).
+URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 # MLflow's numeric column types: earlier models declared integer columns `long`.
 NUMBERS = ("double", "float", "long", "integer")
 
@@ -49,51 +61,123 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse(args: list[str]) -> dict[str, Any]:
-    """Hydra-style `key=value` arguments."""
+    """Hydra-style `key=value` arguments, each checked for its form before anything is read."""
     options: dict[str, Any] = {}
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep or key not in KEYS:
             raise PipelineError(f"unknown argument {arg!r}; expected key=value with key one of "
                                 f"{', '.join(KEYS)}")
+        if key in options:
+            raise PipelineError(f"{key}= is given twice; give it once")
         options[key] = value
     for key in ("run_id", "input"):
         if not options.get(key):
             raise PipelineError(f"{key}=... is required")
-    if "ignore_extra" in options:
-        options["ignore_extra"] = options["ignore_extra"].lower() in ("true", "1", "yes")
+    for key in ("output", "tracking_uri"):
+        if options.get(key) == "":
+            raise PipelineError(f"{key}= is empty; give a value, or leave the argument out")
+    if not RUN_ID.fullmatch(options["run_id"]):
+        raise PipelineError(
+            f"run_id={options['run_id']} is not an MLflow run id (32 hexadecimal characters, "
+            "0-9 and a-f, as the job's last line and the MLflow UI show it)")
+    for key in FLAGS:
+        if key in options:
+            flag = BOOLEANS.get(options[key].strip().lower())
+            if flag is None:
+                raise PipelineError(f"{key}={options[key]} is not true or false; give "
+                                    f"{key}=true or {key}=false (yes/no and 1/0 also work)")
+            options[key] = flag
+    if "tracking_uri" in options:
+        _check_uri_form(options["tracking_uri"])
     return options
 
 
+def _check_uri_form(uri: str) -> None:
+    """A tracking URI of a scheme MLflow reads, or a path (a file store)."""
+    from pipeline.tracking.secrets import redact
+
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return  # a path: MLflow's file store
+    if scheme.split("+")[0].lower() not in URI_SCHEMES or not rest:
+        raise PipelineError(
+            f"tracking_uri={redact(uri)} is not a tracking URI MLflow reads; give "
+            "sqlite:///<path>/mlflow.db, http(s)://<host>:<port>, file:///<dir> or a SQL "
+            f"database URI (schemes: {', '.join(URI_SCHEMES)})")
+
+
 def predict_file(run_id: str, input: str, output: str = "predictions.csv",
-                 tracking_uri: str | None = None, ignore_extra: bool = False) -> int:
+                 tracking_uri: str | None = None, ignore_extra: bool = False,
+                 strict: bool = False) -> int:
     """Predict every row of `input` with the model of run `run_id`; write `output`; return the
-    number of rows."""
-    frame = read(Path(input))
+    number of rows. Categories never seen in training are a warning on stderr (an error with
+    `strict`)."""
+    path = Path(input)
+    check_input(path)
+    check_output(Path(output), path)
     model, columns = load(run_id, tracking_uri)
-    predictions = predict(model, conform(frame, columns, ignore_extra))
+    frame = conform(read(path, columns), columns, ignore_extra)
+    reports = unseen_categories(model, frame)
+    if reports and strict:
+        raise PipelineError("; ".join(line for line, _ in reports) + "; strict=true refuses "
+                            "them: correct those values, or leave strict out to predict them")
+    for line, encoded in reports:
+        print(f"warning: {line}; they are encoded as {encoded}", file=sys.stderr)
+    predictions = predict(model, frame)
     try:
         predictions.to_csv(output, index=False)
     except OSError as error:
-        raise PipelineError(f"output={output} cannot be written: {error.strerror}") from error
+        raise PipelineError(f"output={output} cannot be written: "
+                            f"{error.strerror or error}") from error
     return len(predictions)
 
 
-def read(path: Path) -> pd.DataFrame:
-    """The rows to predict; a file that is no table, or a table without rows, is an error."""
+def check_input(path: Path) -> None:
+    """`path` is a file that may hold a table (a text file, or Parquet by its name)."""
     if path.is_dir():
         raise PipelineError(f"input={path} is a directory; give a CSV file, or a Parquet file "
                             "named *.parquet")
     if not path.is_file():
         raise PipelineError(f"input={path} not found (working directory: {Path.cwd()})")
-    parquet = path.suffix.lower() in (".parquet", ".pq")
-    if not parquet:
+    if not _is_parquet(path):
         with path.open("rb") as stream:
             if b"\x00" in stream.read(8192):
                 raise PipelineError(f"input={path} is not a text table (it holds binary data); "
                                     "give a CSV file, or a Parquet file named *.parquet")
+
+
+def check_output(output: Path, input: Path) -> None:
+    """`output` can be written: not a directory, nor the input, in a directory that exists
+    and is writable."""
+    if output.is_dir():
+        raise PipelineError(f"output={output} is a directory; name a file in it, e.g. "
+                            f"output={output / 'predictions.csv'}")
+    if output.exists() and output.resolve() == input.resolve():
+        raise PipelineError(f"output={output} is the input file; name another file, so that "
+                            "the rows are kept")
+    folder = output.absolute().parent
+    if not folder.is_dir():
+        what = "is a file, not a directory" if folder.exists() else "does not exist"
+        raise PipelineError(f"output={output}: the directory {folder} {what}; create it first "
+                            "(mkdir -p), or name a file in an existing directory")
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+            output.exists() and not os.access(output, os.W_OK)):
+        where = output if output.exists() else f"the directory {folder}"
+        raise PipelineError(f"output={output}: {where} is not writable; name a file in a "
+                            "directory you can write to")
+
+
+def read(path: Path, columns: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
+    """The rows to predict, the signature's text `columns` read as written (a CSV's `01234`
+    stays `01234`, where pandas would infer the number 1234 when every code is digits);
+    numbers and booleans as pandas reads them, as the training loader did. A file that is no
+    table, or a table without rows, is an error."""
+    check_input(path)
+    text = {name: str for name, kind in columns if kind == "string"}
     try:
-        frame = data.read_parquet(path) if parquet else pd.read_csv(path)
+        frame = data.read_parquet(path) if _is_parquet(path) else pd.read_csv(
+            path, dtype=text or None)
     except pd.errors.EmptyDataError as error:
         raise PipelineError(f"input={path} is empty; give a header row naming the model's "
                             "columns, then one row per example") from error
@@ -108,6 +192,10 @@ def read(path: Path) -> pd.DataFrame:
         raise PipelineError(f"input={path} has a header but no rows; add one row per example "
                             "to predict below the header")
     return frame
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
 
 
 def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[str, str]]]:
@@ -192,8 +280,42 @@ def conform(frame: pd.DataFrame, columns: list[tuple[str, str]],
         elif kind == "boolean":
             frame[name] = _booleans(column, name)
         elif kind == "string":
-            frame[name] = column.where(column.isna(), column.astype(str)).astype(object)
+            frame[name] = _text(column)
     return frame
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """`column` in the text form the model saw (blanks kept). A CSV's text columns are read
+    as written; a Parquet file may hold numbers there, each written as the training loader
+    writes a number among text: `1234` (a whole number, also where a blank made the column
+    float), else Python's `str`. A code that lost its leading zeros as a number cannot get
+    them back: it comes out as a category never seen, and is reported so."""
+    def as_text(value: object) -> object:
+        if isinstance(value, str) or pd.isna(value):
+            return value
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    return column.astype(object).map(as_text).astype(object)
+
+
+def unseen_categories(model: Any, frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """For each column of `frame` holding categories `model`'s encoder never saw in
+    training, a line (how many rows, an example) and how the encoder takes them."""
+    from pipeline.tracking.signature import training_categories, unseen
+
+    lines = []
+    for name, categories in training_categories(model).items():
+        if name not in frame.columns:
+            continue
+        new = unseen(frame[name], categories)
+        if new.any():
+            example = frame[name][new].iloc[0]
+            lines.append((f"column {name!r}: {int(new.sum())} of {len(frame)} row(s) hold "
+                         f"categories not seen in training (e.g. {example!r})",
+                          "the group of rare categories" if categories.grouped else "unknown"))
+    return lines
 
 
 def _numbers(column: pd.Series, name: str, kind: str) -> pd.Series:

@@ -117,7 +117,9 @@ def table(
 
     Float feature columns are held as `dtype` (float32 by default, see `FLOAT32_MAX_STEP` for
     the columns that stay float64); integer and boolean columns keep their type (a model's
-    signature takes them as whole numbers), text columns become categories.
+    signature takes them as whole numbers), text columns become categories. The `categorical`
+    columns of a CSV file are read as the text it holds: codes such as `01234` keep their
+    leading zeros even where every code is digits (inferred, they would be the number 1234).
 
     A file that cannot make a sound design matrix (no rows, duplicate column names, a target
     with no values, features that are empty, infinite, constant or half numbers and half text)
@@ -134,7 +136,7 @@ def table(
         raise PipelineError(f"data.path={path} is a directory; point it at a CSV or Parquet file")
     if not file.is_file():
         raise PipelineError(f"data.path={path} does not exist (working directory: {Path.cwd()})")
-    frame = _read(file)
+    frame = _read(file, text=categorical or ())
     check_column_names(frame, file)
     unlabelled = target is None and task == "clustering"
     if target is None and not unlabelled:
@@ -273,7 +275,9 @@ def read_parquet(file: Path) -> pd.DataFrame:
                            to_pandas_kwargs={"split_blocks": True, "self_destruct": True})
 
 
-def _read(file: Path) -> pd.DataFrame:
+def _read(file: Path, text: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """The file as a frame; in a text file, the `text` columns are read as written (a name
+    that is not a column is the caller's to report)."""
     parquet = file.suffix.lower() in (".parquet", ".pq")
     if not parquet:
         with file.open("rb") as stream:
@@ -287,7 +291,8 @@ def _read(file: Path) -> pd.DataFrame:
         if parquet:
             return read_parquet(file)
         csv = file.suffix.lower() == ".csv"
-        return pd.read_csv(file, sep="," if csv else None, engine="c" if csv else "python")
+        return pd.read_csv(file, sep="," if csv else None, engine="c" if csv else "python",
+                           dtype=dict.fromkeys(text, str) or None)
     except pd.errors.EmptyDataError as error:
         raise PipelineError(
             f"data.path={file} is empty; a table needs a header row naming the columns, then "

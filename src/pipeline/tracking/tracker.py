@@ -257,7 +257,8 @@ class Tracker(BaseTracker):
         functions of this package that the preprocessing calls. The `pipeline` package travels
         with the model (`code_paths`), so it loads where the package is not installed. Its pip
         requirements are named here: left to MLflow, inferring them would load the model in a
-        subprocess, for seconds to minutes.
+        subprocess, for seconds to minutes. A served model refuses numbers in a text column
+        (`signature.TextColumns`, the logged pipeline's first step).
         """
         import warnings
         from importlib.metadata import version
@@ -267,7 +268,7 @@ class Tracker(BaseTracker):
         from mlflow.models import ModelSignature, infer_signature
 
         from pipeline.compat.mlflow import tracking_uri
-        from pipeline.tracking.signature import input_schema
+        from pipeline.tracking.signature import guarded, input_schema
 
         started = time.perf_counter()
         needed = ["scikit-learn", "cloudpickle", "pandas", "numpy", "omegaconf", *packages]
@@ -289,7 +290,8 @@ class Tracker(BaseTracker):
                 # MLflow's own deprecation warnings (pandas') are not the user's to act on.
                 warnings.filterwarnings("ignore", module=r"mlflow\.")
                 mlflow.sklearn.log_model(
-                    sk_model=model, name="model", signature=signature, input_example=sample,
+                    sk_model=guarded(model, signature.inputs), name="model",
+                    signature=signature, input_example=sample,
                     serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
                     pip_requirements=requirements, code_paths=[str(Path(__file__).parent.parent)])
         finally:
