@@ -17,7 +17,8 @@ from pipeline.errors import PipelineError
 from pipeline.spec import is_int, locate
 
 if TYPE_CHECKING:
-    from pipeline.spec import Component, Job
+    from pipeline.spec import Component, Job, Scheme
+    from pipeline.tasks import Task
 
 # MLflow's limit on a param's name (`MAX_ENTITY_KEY_LENGTH` in mlflow.utils.validation, 250 on
 # MLflow 3.17; tests/test_arguments.py compares them), and the characters it allows in one.
@@ -46,10 +47,11 @@ def check_overrides(args: Iterable[str]) -> None:
                 f"{MAX_PARAM_KEY} MLflow allows in the name of a param; use a shorter key")
 
 
-def check_job(job: Job) -> None:
+def check_job(job: Job, task: Task) -> None:
     """Every value of `job` that needs neither the data nor the folds: the top-level settings,
-    each group's arguments against its target's signature, how the folds run, and the params
-    the parent run will log within MLflow's limits."""
+    each group's arguments against its target's signature, the splitters' ranges (each built
+    for `task`, as planning the folds will), and the params the parent run will log within
+    MLflow's limits."""
     from pipeline import checks, threads
 
     options = job.options
@@ -57,10 +59,27 @@ def check_job(job: Job) -> None:
     threads.check(options.threads)
     if options.refit not in (True, False, "auto"):
         raise PipelineError(f"refit={options.refit} is not one of true, false, auto")
-    for component in (job.model, job.preprocess, job.scheme.splitter,
-                      *((job.outer.splitter,) if job.outer is not None else ())):
+    schemes = (job.scheme, *((job.outer,) if job.outer is not None else ()))
+    for component in (job.model, job.preprocess, *(scheme.splitter for scheme in schemes)):
         check_types(component)
+    for scheme in schemes:
+        _splitter_ranges(scheme, task)
     check_params(job.config)
+
+
+def _splitter_ranges(scheme: Scheme, task: Task) -> None:
+    """The splitter built without data: our schemes refuse a count or a fraction out of range
+    (`cv.n_splits` under 2, `cv.test_size` outside (0, 1), `cv.n_repeats` under 1) as they are
+    built; a scikit-learn splitter named by `cv._target_` refuses its own."""
+    try:
+        takes_task = "task" in inspect.signature(locate(scheme.splitter.target)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        takes_task = False  # building it says what is wrong with the target
+    try:
+        scheme.splitter.build(**({"task": task} if takes_task else {}))
+    except (ValueError, TypeError) as error:
+        raise PipelineError(f"cv={scheme.name}: {' '.join(str(error).split())}; check the "
+                            f"cv.* settings") from None
 
 
 def check_options(resolved: Mapping[str, Any]) -> None:

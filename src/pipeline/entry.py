@@ -115,7 +115,7 @@ def read(cfg: DictConfig, task: Task, dataset: Dataset) -> Job:
 
         job = dataclasses.replace(job, outer=_outer_scheme(configured, cv),
                                   search=_search(hydra, str(cv["outer"])))
-    arguments.check_job(job)  # every value the job holds, once, before any run exists
+    arguments.check_job(job, task)  # every value the job holds, once, before any run exists
     return job
 
 
