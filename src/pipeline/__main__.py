@@ -33,6 +33,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against "
                             "ConfigStore schema", category=UserWarning)
     try:
+        from pipeline.arguments import check_overrides
+
+        check_overrides(sys.argv[1:])  # a key Hydra would stumble on, said before it reads any
         sys.argv[1:] = _nested_as_one_job(sys.argv[1:])
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)

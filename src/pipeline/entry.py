@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline import checks, threads
+from pipeline import arguments, checks, threads
 from pipeline.config import NoTaskForm, config_dir
 from pipeline.errors import PipelineError
 from pipeline.metrics import check_average
@@ -67,7 +67,9 @@ def describe(cfg: DictConfig) -> tuple[Job, Dataset, Task]:
     from pipeline import data, tasks
 
     checks.seed(cfg.get("seed"))
-    dataset = data.load(_component(_resolved(cfg.data, "data"), "data", keep_name=True))
+    described = _component(_resolved(cfg.data, "data"), "data", keep_name=True)
+    arguments.check_types(described)  # before the data is read or generated
+    dataset = data.load(described)
     task = tasks.decide(dataset, _model_class(cfg, dataset.task))
     return read(cfg, task, dataset), dataset, task
 
@@ -84,6 +86,7 @@ def read(cfg: DictConfig, task: Task, dataset: Dataset) -> Job:
         raise PipelineError(f"model={cfg.model.get('name')} cannot do {task}; models that can: "
                             + ", ".join(suitable(task.name, len(task.classes(dataset))))
                             ) from None
+    arguments.check_options(resolved)
     names = tuple(str(name) for name in resolved["metrics"][task.name])
     objective = str(resolved["objective"])
     task.check_metrics(names, objective)
@@ -107,12 +110,13 @@ def read(cfg: DictConfig, task: Task, dataset: Dataset) -> Job:
         choices=dict(hydra.runtime.choices) if hydra is not None else {},
         sweep=_sweep(hydra),
     )
-    if cv.get("outer") in (None, ""):
-        return job
-    import dataclasses
+    if cv.get("outer") not in (None, ""):
+        import dataclasses
 
-    return dataclasses.replace(job, outer=_outer_scheme(configured, cv),
-                               search=_search(hydra, str(cv["outer"])))
+        job = dataclasses.replace(job, outer=_outer_scheme(configured, cv),
+                                  search=_search(hydra, str(cv["outer"])))
+    arguments.check_job(job, task)  # every value the job holds, once, before any run exists
+    return job
 
 
 def _resolved(node: DictConfig, what: str) -> dict[str, Any]:
@@ -133,12 +137,12 @@ def _component(node: dict[str, Any], group: str, *, keep_name: bool = False,
                label: str = "") -> Component:
     """A group's node as a Component: its `name` labels it (and is an argument of the data
     loaders, which take it), `_target_` names what it builds."""
-    arguments = {k: v for k, v in node.items() if k != "_target_"}
-    name = arguments.get("name") if keep_name else arguments.pop("name", None)
+    given = {k: v for k, v in node.items() if k != "_target_"}
+    name = given.get("name") if keep_name else given.pop("name", None)
     if not node.get("_target_"):
         raise PipelineError(f"{group}: the option names no _target_ (the class or function it "
                             "builds); add one, e.g. _target_: sklearn.svm.SVC")
-    return Component(group, str(name or label), str(node["_target_"]), arguments)
+    return Component(group, str(name or label), str(node["_target_"]), given)
 
 
 def _scheme(cv: dict[str, Any]) -> Scheme:

@@ -148,9 +148,11 @@ class OutputGuard(Callback):
     line, not Hydra's traceback), and log lines from then on show no password."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_settings(config, "hydra.run.dir")
         _start(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_settings(config, "hydra.sweep.dir")
         _start(config.hydra.sweep.dir, "hydra.sweep.dir")
         global _sweep
         launcher = str(config.hydra.launcher.get("_target_", ""))
@@ -310,6 +312,29 @@ def _command_line(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return b""
+
+
+def check_settings(config: DictConfig, key: str) -> None:
+    """Hydra's own settings that a job or sweep needs, checked at the earliest hook Hydra
+    offers (before it makes the output directory, and for a sweep before it makes the sweeper
+    and launches a job): the output directory within the file system's limits, and a sweep's
+    sweeper settings. A mistake is one `error: ` line, exit 1."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pipeline.arguments import path_problem, sweeper_problem
+
+    problem = path_problem(str(OmegaConf.select(config, key)), key)
+    if problem is None and key == "hydra.sweep.dir":
+        try:
+            settings = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+        except OmegaConfBaseException as error:
+            problem = f"hydra.sweeper: {' '.join(str(error).split())}"
+        else:
+            problem = sweeper_problem(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _start(directory: str, key: str) -> None:
