@@ -1,6 +1,6 @@
 """Hydra callbacks. Multirun bookkeeping: a failing job does not stop the sweep, and the sweep
 ends by naming its best job (tagged in MLflow) and the jobs that failed. Before any job: its
-output directory can be made, and no log line shows a password."""
+output directory can be made, and no log line or file Hydra keeps shows a password."""
 
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ class SweepSummary(Callback):
         job_return.return_value = math.nan
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking.secrets import scrub
+
         try:
             outcomes = _read_outcomes(config)
         except OSError as error:  # not knowing is not success
@@ -92,8 +94,9 @@ class SweepSummary(Callback):
             best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
         except store_faults() as error:  # Hydra would make it a warning and hide the failures
             best = None
-            print(f"warning: the sweep's best job could not be tagged in MLflow: "
-                  f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+            print(scrub(f"warning: the sweep's best job could not be tagged in MLflow: "
+                        f"{type(error).__name__}: {' '.join(str(error).split())}"),
+                  file=sys.stderr)
         if best:
             print(best)
         if failures:
@@ -161,6 +164,33 @@ class OutputGuard(Callback):
             # interrupted sweep must end its runs.
             _open_store(config.tracking.uri)
             _start_resource_trackers_deaf_to_sighup()
+
+
+class SecretsAtRest(Callback):
+    """Hydra keeps what a job was given beside it (`.hydra/config.yaml`, `hydra.yaml`,
+    `overrides.yaml`) and a sweep's config in its directory (`multirun.yaml`), as typed: a
+    password in a URL (`tracking.uri=http://user:PW@host`, an Optuna storage URL) would stay
+    there in clear. Each such file is rewritten with the password as `***` as soon as it
+    exists: Hydra writes a job's files before the job's first callback (`run_job` in
+    hydra/core/utils.py), and the sweeper writes `multirun.yaml` after `on_multirun_start`, so
+    each job scrubs its own files and the sweep's, and the sweep's process scrubs its own once
+    more as it exits (a sweep may stop before any job starts)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import atexit
+
+        from pipeline.tracking.secrets import scrub_yaml_files
+
+        atexit.register(scrub_yaml_files, Path(str(config.hydra.sweep.dir)).absolute())
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking.secrets import redact_logs, scrub_yaml_files
+
+        redact_logs()  # again: a launcher may run the job in a worker process of its own (joblib)
+        if config.hydra.output_subdir is not None:
+            scrub_yaml_files(Path(config.hydra.runtime.output_dir, str(config.hydra.output_subdir)))
+        if _multirun(config):
+            scrub_yaml_files(Path(config.hydra.runtime.cwd, str(config.hydra.sweep.dir)))
 
 
 def _start_resource_trackers_deaf_to_sighup() -> None:
