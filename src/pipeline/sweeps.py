@@ -162,7 +162,7 @@ class OutputGuard(Callback):
             # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
             # takes seconds: spent now (the sweep's summary needs it anyway), not when an
             # interrupted sweep must end its runs.
-            _open_store(config.tracking.uri)
+            _open_store(config.tracking.uri, config.tracking.get("migrate") is True)
             _start_resource_trackers_deaf_to_sighup()
 
 
@@ -211,14 +211,15 @@ def _start_resource_trackers_deaf_to_sighup() -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
-def _open_store(uri: str | None) -> None:
+def _open_store(uri: str | None, migrate: bool) -> None:
     from pipeline.tracking.client import quiet_mlflow
-    from pipeline.tracking.store import default_uri, open_client, sqlite_guard
+    from pipeline.tracking.store import check_store, default_uri, open_client, sqlite_guard
 
     quiet_mlflow()
     uri = uri or default_uri()
     try:
         with sqlite_guard(uri):  # the store may be new: one process at a time creates it
+            check_store(uri, migrate=migrate)  # opening a store of an older MLflow migrates it
             open_client(uri)
     except store_faults():  # only a head start: each job reports its store's faults in one line
         pass
@@ -230,7 +231,7 @@ def end_interrupted_sweep() -> str | None:
     its workers) are marked KILLED. Says so, or None. The jobs of a SLURM sweep are the
     cluster's: they go on, and the line says so."""
     from pipeline.tracking.secrets import redact
-    from pipeline.tracking.store import default_uri, open_client, sqlite_guard
+    from pipeline.tracking.store import check_store, default_uri, open_client, sqlite_guard
 
     if _sweep is None:
         return None
@@ -248,6 +249,7 @@ def end_interrupted_sweep() -> str | None:
 
     try:
         with sqlite_guard(uri):
+            check_store(uri)  # a store of an older MLflow that the jobs refused stays as it is
             client = open_client(uri)
             marked = end_sweep(client, directory)
             # Jobs that heard the signal too (sent to the whole group) ended their runs
@@ -363,13 +365,15 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
     from pipeline.compare.runs import sweep_runs
     from pipeline.metrics import lower_is_better
     from pipeline.tracking.client import quoted
-    from pipeline.tracking.store import default_uri
+    from pipeline.tracking.store import check_store, default_uri
 
     try:
         quoted(sweep)  # before the client, which would make a store that is not there
     except PipelineError:
         return None  # no job of such a sweep ran: each refused the name before any run
-    client = MlflowClient(tracking_uri=uri or default_uri())
+    uri = uri or default_uri()
+    check_store(uri)  # opening a store of an older MLflow that the jobs refused would migrate it
+    client = MlflowClient(tracking_uri=uri)
     runs = sweep_runs(client, None, sweep)  # in every experiment
     if runs.empty or "tags.objective" not in runs:
         return None
