@@ -106,7 +106,9 @@ def _keep_traceback(error: BaseException) -> str:
 
     where = (Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized()
              else Path.cwd())
-    text = "".join(traceback.format_exception(error))
+    from pipeline.tracking.secrets import scrub
+
+    text = scrub("".join(traceback.format_exception(error)))  # kept on disk: no password
     try:
         where.mkdir(parents=True, exist_ok=True)
         (where / "traceback.txt").write_text(text)

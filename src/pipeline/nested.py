@@ -66,7 +66,8 @@ def run(job: Job, dataset: data.Dataset, task: Task) -> Result:
              trials * n_inner, len(outer))
 
     experiment = job.tracking.experiment or dataset.name
-    tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment)
+    tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment,
+                               migrate=job.tracking.migrate)
     resolved = tracking.loggable(job.config)
     described = {"outer": {"name": outer_scheme.name, **thaw(outer_scheme.splitter.arguments)},
                  "search": {"n_trials": trials, "sampler": search.sampler.get("_target_"),

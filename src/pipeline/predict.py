@@ -204,7 +204,7 @@ def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[
     from pipeline.compat.mlflow import tracking_uri as scoped_tracking_uri
     from pipeline.tracking.client import check_reachable, quiet_mlflow
     from pipeline.tracking.secrets import redact
-    from pipeline.tracking.store import default_uri
+    from pipeline.tracking.store import check_store, default_uri
 
     uri = tracking_uri or default_uri()
     where = redact(uri)
@@ -213,6 +213,8 @@ def load(run_id: str, tracking_uri: str | None = None) -> tuple[Any, list[tuple[
                             "outputs/, or pass tracking_uri=")
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
+    if uri.startswith("sqlite:///"):  # one of an older MLflow: refused, opening migrates it
+        check_store(uri, reading=True)
     quiet_mlflow()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow

@@ -47,7 +47,8 @@ def _tracked(job: Job, dataset: Dataset, task: Task, plan: Plan,
     """The planned job in MLflow: its run, the folds' runs (`early`: their outcomes, if
     already on their way from worker processes), the summary, the refit and the report."""
     experiment = job.tracking.experiment or dataset.name
-    tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment)
+    tracker = tracking.connect(job.tracking.uri or tracking.default_uri(), experiment,
+                               migrate=job.tracking.migrate)
     resolved = tracking.loggable(job.config)
     tags = {**_tags(job, dataset, task), "config_hash": tracking.config_hash(resolved),
             # what pipeline.compare pairs jobs by: the same folds, and how many repeats

@@ -181,6 +181,7 @@ class Tracking:
 
     uri: str | None = None
     experiment: str | None = None
+    migrate: bool = False  # a store of an older MLflow migrated in place rather than refused
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Hydra callbacks. Multirun bookkeeping: a failing job does not stop the sweep, and the sweep
 ends by naming its best job (tagged in MLflow) and the jobs that failed. Before any job: its
-output directory can be made, and no log line shows a password."""
+output directory can be made, and no log line or file Hydra keeps shows a password."""
 
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ class SweepSummary(Callback):
         job_return.return_value = math.nan
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking.secrets import scrub
+
         try:
             outcomes = _read_outcomes(config)
         except OSError as error:  # not knowing is not success
@@ -92,8 +94,9 @@ class SweepSummary(Callback):
             best = mark_best(config.tracking.uri, str(config.hydra.sweep.dir))
         except store_faults() as error:  # Hydra would make it a warning and hide the failures
             best = None
-            print(f"warning: the sweep's best job could not be tagged in MLflow: "
-                  f"{type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+            print(scrub(f"warning: the sweep's best job could not be tagged in MLflow: "
+                        f"{type(error).__name__}: {' '.join(str(error).split())}"),
+                  file=sys.stderr)
         if best:
             print(best)
         if failures:
@@ -161,8 +164,35 @@ class OutputGuard(Callback):
             # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
             # takes seconds: spent now (the sweep's summary needs it anyway), not when an
             # interrupted sweep must end its runs.
-            _open_store(config.tracking.uri)
+            _open_store(config.tracking.uri, config.tracking.get("migrate") is True)
             _start_resource_trackers_deaf_to_sighup()
+
+
+class SecretsAtRest(Callback):
+    """Hydra keeps what a job was given beside it (`.hydra/config.yaml`, `hydra.yaml`,
+    `overrides.yaml`) and a sweep's config in its directory (`multirun.yaml`), as typed: a
+    password in a URL (`tracking.uri=http://user:PW@host`, an Optuna storage URL) would stay
+    there in clear. Each such file is rewritten with the password as `***` as soon as it
+    exists: Hydra writes a job's files before the job's first callback (`run_job` in
+    hydra/core/utils.py), and the sweeper writes `multirun.yaml` after `on_multirun_start`, so
+    each job scrubs its own files and the sweep's, and the sweep's process scrubs its own once
+    more as it exits (a sweep may stop before any job starts)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import atexit
+
+        from pipeline.tracking.secrets import scrub_yaml_files
+
+        atexit.register(scrub_yaml_files, Path(str(config.hydra.sweep.dir)).absolute())
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking.secrets import redact_logs, scrub_yaml_files
+
+        redact_logs()  # again: a launcher may run the job in a worker process of its own (joblib)
+        if config.hydra.output_subdir is not None:
+            scrub_yaml_files(Path(config.hydra.runtime.output_dir, str(config.hydra.output_subdir)))
+        if _multirun(config):
+            scrub_yaml_files(Path(config.hydra.runtime.cwd, str(config.hydra.sweep.dir)))
 
 
 def _start_resource_trackers_deaf_to_sighup() -> None:
@@ -183,14 +213,15 @@ def _start_resource_trackers_deaf_to_sighup() -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
-def _open_store(uri: str | None) -> None:
+def _open_store(uri: str | None, migrate: bool) -> None:
     from pipeline.tracking.client import quiet_mlflow
-    from pipeline.tracking.store import default_uri, open_client, sqlite_guard
+    from pipeline.tracking.store import check_store, default_uri, open_client, sqlite_guard
 
     quiet_mlflow()
     uri = uri or default_uri()
     try:
         with sqlite_guard(uri):  # the store may be new: one process at a time creates it
+            check_store(uri, migrate=migrate)  # opening a store of an older MLflow migrates it
             open_client(uri)
     except store_faults():  # only a head start: each job reports its store's faults in one line
         pass
@@ -202,7 +233,7 @@ def end_interrupted_sweep() -> str | None:
     its workers) are marked KILLED. Says so, or None. The jobs of a SLURM sweep are the
     cluster's: they go on, and the line says so."""
     from pipeline.tracking.secrets import redact
-    from pipeline.tracking.store import default_uri, open_client, sqlite_guard
+    from pipeline.tracking.store import check_store, default_uri, open_client, sqlite_guard
 
     if _sweep is None:
         return None
@@ -220,6 +251,7 @@ def end_interrupted_sweep() -> str | None:
 
     try:
         with sqlite_guard(uri):
+            check_store(uri)  # a store of an older MLflow that the jobs refused stays as it is
             client = open_client(uri)
             marked = end_sweep(client, directory)
             # Jobs that heard the signal too (sent to the whole group) ended their runs
@@ -358,13 +390,15 @@ def mark_best(uri: str | None, sweep: str) -> str | None:
     from pipeline.compare.runs import sweep_runs
     from pipeline.metrics import lower_is_better
     from pipeline.tracking.client import quoted
-    from pipeline.tracking.store import default_uri
+    from pipeline.tracking.store import check_store, default_uri
 
     try:
         quoted(sweep)  # before the client, which would make a store that is not there
     except PipelineError:
         return None  # no job of such a sweep ran: each refused the name before any run
-    client = MlflowClient(tracking_uri=uri or default_uri())
+    uri = uri or default_uri()
+    check_store(uri)  # opening a store of an older MLflow that the jobs refused would migrate it
+    client = MlflowClient(tracking_uri=uri)
     runs = sweep_runs(client, None, sweep)  # in every experiment
     if runs.empty or "tags.objective" not in runs:
         return None

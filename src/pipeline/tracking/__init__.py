@@ -27,14 +27,15 @@ __all__ = [
 ]
 
 
-def connect(uri: str, experiment: str) -> BaseTracker:
+def connect(uri: str, experiment: str, *, migrate: bool = False) -> BaseTracker:
     """The job's tracker. Under torchrun or SLURM every rank runs the job (each fit is
     distributed); only rank 0 talks to MLflow, so a job still makes one parent run. Runs of the
-    experiment left RUNNING by a process that is gone are marked KILLED first."""
+    experiment left RUNNING by a process that is gone are marked KILLED first. `migrate`: a
+    store of an older MLflow is migrated rather than refused."""
     if global_rank() != 0:
         return NullTracker(uri, experiment)
     from pipeline.tracking.orphans import mark_orphans
 
-    tracker = Tracker(uri, experiment)
+    tracker = Tracker(uri, experiment, migrate=migrate)
     mark_orphans(tracker.client, [tracker.experiment_id])  # runs of jobs killed outright
     return tracker

@@ -1,9 +1,14 @@
-"""Secret scrubbing: no password of a URL reaches MLflow, the console or a log line."""
+"""Secret scrubbing: no password of a URL reaches MLflow, the console, a log line or a file
+that Hydra keeps beside a job."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 # The password in any `scheme://user:password@host` within a text (Hydra's listing of a
@@ -22,6 +27,34 @@ def redact(uri: str) -> str:
     return scrub(uri)
 
 
+def scrub_files(paths: Iterable[Path]) -> list[Path]:
+    """Each file of `paths` that holds a URL's password rewritten with it as `***`; the files
+    rewritten. The new text replaces the old at once (a reader sees one or the other, never a
+    half-written file); a path that is not there is passed over."""
+    rewritten = []
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        clean = scrub(text)
+        if clean == text:
+            continue
+        # A name of its own per writer: the jobs of a sweep may scrub its multirun.yaml at once.
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(clean)
+        os.chmod(temporary, path.stat().st_mode & 0o777)  # as readable as it was, no more
+        os.replace(temporary, path)
+        rewritten.append(path)
+    return rewritten
+
+
+def scrub_yaml_files(directory: Path) -> list[Path]:
+    """The YAML files in `directory` (what Hydra keeps of a job or a sweep there) scrubbed."""
+    return scrub_files(sorted(directory.glob("*.yaml")))
+
+
 def redact_logs() -> None:
     """Every log record from now on (Hydra's sweep listing, MLflow's warnings, ours) with
     credentials in URLs redacted.
@@ -29,7 +62,7 @@ def redact_logs() -> None:
     What it touches: the process's log record factory (`logging.setLogRecordFactory`), the
     one place every record passes through before any handler; Hydra replaces the handlers
     when it configures a job's logging, so a filter on them would not last. Only the command
-    line installs it (`sweeps.OutputGuard`, a Hydra callback of the process it owns); a
+    line installs it (`sweeps.OutputGuard` and `SecretsAtRest`, Hydra callbacks of its jobs); a
     program that calls `runner.run` itself keeps its logging as it is. Installed once,
     whatever the number of calls; records without an `@` pass unchanged."""
     factory = logging.getLogRecordFactory()

@@ -21,18 +21,21 @@ def default_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}"
 
 
-def check_store(uri: str, *, reading: bool = False) -> None:
+def check_store(uri: str, *, reading: bool = False, migrate: bool = False) -> None:
     """Refuse, before MLflow opens it, a store that MLflow would damage or misread: another
     application's SQLite database (MLflow would add its tables to it), a file that is not a
-    database, a store written by a newer MLflow, a directory that is not an `mlruns` store.
-    `reading`: a store that does not exist yet is an error too (a reader never creates one)."""
+    database, a store written by a newer MLflow, one written by an older MLflow (opening it
+    migrates it in place, for good; with `migrate` it is migrated now), a directory that is not
+    an `mlruns` store. `reading`: a store that does not exist yet is an error too (a reader
+    never creates one), and an older one is refused whatever `migrate` says (a reader never
+    migrates one)."""
     if uri.startswith("sqlite:///"):
-        _check_sqlite_store(uri, reading)
+        _check_sqlite_store(uri, reading, migrate)
     elif "://" not in uri or uri.startswith("file:"):
         _check_file_store(uri, reading)
 
 
-def _check_sqlite_store(uri: str, reading: bool) -> None:
+def _check_sqlite_store(uri: str, reading: bool, migrate: bool = False) -> None:
     import sqlite3
 
     path = Path(uri.removeprefix("sqlite:///"))
@@ -58,32 +61,48 @@ def _check_sqlite_store(uri: str, reading: bool) -> None:
                 f"SQLite database (tables: {listed}) and is left untouched; point "
                 "tracking.uri to a new file, e.g. sqlite:///outputs/mlflow.db")
         if revision is not None:
-            _check_schema(shown, revision[0])
+            _check_schema(uri, revision[0], migrate and not reading, reading)
             return
     if reading:
         raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
 
 
-def _check_schema(shown: str, revision: str) -> None:
+def _check_schema(uri: str, revision: str, migrate: bool, reading: bool) -> None:
     """A store at a schema revision this MLflow does not know was written by a newer one:
-    MLflow would refuse it with advice to 'upgrade' the store, which cannot work."""
+    MLflow would refuse it with advice to 'upgrade' the store, which cannot work. One at an
+    earlier revision was written by an older MLflow: opening it would migrate it in place (an
+    MLflow store is migrated when it lacks a table of the newer schema), after which the older
+    MLflow could no longer open it: refused, or with `migrate` migrated now."""
     from importlib.metadata import version
 
-    import mlflow.store
+    from pipeline.compat.mlflow import schema_revisions, upgrade_schema
 
-    folder = Path(mlflow.store.__file__).parent / "db_migrations"
-    # MLflow names each migration `<revision>_<what>.py`: a listing answers in a millisecond
-    # for every store this MLflow wrote, where alembic parses ~70 scripts for a second.
-    if revision in {path.name.split("_", 1)[0] for path in folder.glob("versions/*.py")}:
+    shown = redact(uri)
+    known = schema_revisions()
+    if revision == known[0]:
         return
-    from alembic.script import ScriptDirectory
-
-    scripts = ScriptDirectory(str(folder)).walk_revisions()
-    if revision not in {script.revision for script in scripts}:
+    if revision in known and migrate:
+        # Migrated now, whole: MLflow itself migrates only a store that lacks a table of its
+        # schema, and refuses one that lacks only columns.
+        upgrade_schema(uri)
+        return
+    installed = f"MLflow {version('mlflow')}"
+    if revision in known:
+        behind = known.index(revision)
+        if reading:
+            how = ("back it up, then migrate it (mlflow db upgrade "
+                   f"{shown}, or run a job on it with tracking.migrate=true), or read it with "
+                   "the MLflow that made it")
+        else:
+            how = "back it up, then rerun with tracking.migrate=true"
         raise PipelineError(
-            f"tracking.uri={shown} was written by a newer MLflow (schema revision {revision}, "
-            f"unknown to the installed MLflow {version('mlflow')}) and is left untouched; "
-            "upgrade mlflow (pip install -U mlflow) or use another store")
+            f"the store {shown} was made by an older MLflow (schema revision {revision}, "
+            f"{behind} migration(s) behind {installed}'s {known[0]}); {installed} would "
+            "migrate it in place and the older MLflow could no longer open it: " + how)
+    raise PipelineError(
+        f"tracking.uri={shown} was written by a newer MLflow (schema revision {revision}, "
+        f"unknown to the installed {installed}) and is left untouched; "
+        "upgrade mlflow (pip install -U mlflow) or use another store")
 
 
 def _check_file_store(uri: str, reading: bool) -> None:

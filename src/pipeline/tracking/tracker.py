@@ -39,7 +39,7 @@ PARENT_TAG = "mlflow.parentRunId"
 class Tracker(BaseTracker):
     """The MLflow side of one job: an experiment, runs that always end, batched logging."""
 
-    def __init__(self, uri: str, experiment: str):
+    def __init__(self, uri: str, experiment: str, *, migrate: bool = False):
         self.uri, self.experiment = uri, experiment
         # Per parent run, the folds that ended FINISHED: a failure says they are kept.
         self._finished: dict[str, list[str]] = {}
@@ -54,7 +54,7 @@ class Tracker(BaseTracker):
 
         try:
             with sqlite_guard(uri):
-                check_store(uri)
+                check_store(uri, migrate=migrate)
                 create_whole(uri)
                 self.client = RecordedClient(open_client(uri), uri)
                 found = self._experiment(experiment)
