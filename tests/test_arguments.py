@@ -31,6 +31,7 @@ GROUPS = ("data", "model", "cv", "preprocess", "trainer", "tracking", "hparams_s
     (["data=synthetic", "data.n_samples=5.5"], "data.n_samples=5.5 is not an integer"),
     (["preprocess.max_categories=true"], "preprocess.max_categories=True is not an integer"),
     (["resume=maybe"], "resume=maybe is not true or false"),
+    (["tracking.migrate=yes please"], "tracking.migrate=yes please is not true or false"),
     (["refit=sometimes"], "refit=sometimes is not one of true, false, auto"),
     (["threads=0"], "threads=0 is not auto or a positive integer"),
     (["seed=-1"], "seed=-1 is not an integer from 0 to"),

@@ -82,14 +82,23 @@ def _splitter_ranges(scheme: Scheme, task: Task) -> None:
                             f"cv.* settings") from None
 
 
+# The top-level yes/no settings, by their key, and what `true` does.
+SWITCHES = {
+    "resume": "skip a job whose run already FINISHED with the same config",
+    "tracking.migrate": "let this MLflow upgrade a store made by an older one, in place",
+}
+
+
 def check_options(resolved: Mapping[str, Any]) -> None:
-    """The top-level yes/no settings as the config gives them (before the job description
-    turns them into booleans): `resume` must be true or false."""
-    resume = resolved.get("resume", False)
-    if not isinstance(resume, bool):
-        raise PipelineError(f"resume={resume} is not true or false (true: skip a job whose run "
-                            "already FINISHED with the same config); use resume=true or "
-                            "resume=false")
+    """The yes/no settings as the config gives them (before the job description turns them
+    into booleans): each must be true or false, never a word read as either."""
+    for key, meaning in SWITCHES.items():
+        value: Any = resolved
+        for part in key.split("."):
+            value = value.get(part, False) if isinstance(value, Mapping) else False
+        if not isinstance(value, bool):
+            raise PipelineError(f"{key}={value} is not true or false (true: {meaning}); use "
+                                f"{key}=true or {key}=false")
 
 
 def check_types(component: Component) -> None:

@@ -101,7 +101,7 @@ def read(cfg: DictConfig, task: Task, dataset: Dataset) -> Job:
         scoring=Scoring(names, objective,
                         check_average(resolved["metrics"].get("average", "macro"))),
         tracking=Tracking(resolved["tracking"].get("uri"), resolved["tracking"].get("experiment"),
-                          resolved["tracking"].get("migrate") is True),
+                          bool(resolved["tracking"].get("migrate", False))),
         options=Options(seed=resolved.get("seed"), refit=resolved.get("refit", "auto"),
                         resume=bool(resolved.get("resume", False)),
                         threads=resolved.get("threads", threads.AUTO),

@@ -1,6 +1,7 @@
-"""Hydra callbacks. Multirun bookkeeping: a failing job does not stop the sweep, and the sweep
-ends by naming its best job (tagged in MLflow) and the jobs that failed. Before any job: its
-output directory can be made, and no log line or file Hydra keeps shows a password."""
+"""Hydra callbacks for multirun bookkeeping: a failing job does not stop the sweep, and the
+sweep ends by naming its best job (tagged in MLflow) and the jobs that failed; a sweep
+interrupted or run by Ray or submitit ends its runs and processes. (What is checked before a
+job or sweep starts is `guards`.)"""
 
 from __future__ import annotations
 
@@ -50,6 +51,15 @@ class SweepSummary(Callback):
         # Outcomes left by an earlier sweep into the same directory are not this one's.
         for path in _outcome_files(config):
             path.unlink()
+        global _sweep
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        _sweep = (config.tracking.uri, str(config.hydra.sweep.dir), launcher)
+        if "joblib" in launcher:
+            # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
+            # takes seconds: spent now (the sweep's summary needs it anyway), not when an
+            # interrupted sweep must end its runs.
+            _open_store(config.tracking.uri, config.tracking.get("migrate") is True)
+            _start_resource_trackers_deaf_to_sighup()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _multirun(config):
@@ -144,55 +154,6 @@ def _read_outcomes(config: DictConfig) -> dict[int, str]:
     for number in range(max(found, default=-1) + 1):
         found.setdefault(number, f"  #{number}: recorded no outcome, not even its start")
     return dict(sorted(found.items()))
-
-
-class OutputGuard(Callback):
-    """Before a job or a sweep starts: its output directory can be made (else one `error: `
-    line, not Hydra's traceback), and log lines from then on show no password."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_settings(config, "hydra.run.dir")
-        _start(config.hydra.run.dir, "hydra.run.dir")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_settings(config, "hydra.sweep.dir")
-        _start(config.hydra.sweep.dir, "hydra.sweep.dir")
-        global _sweep
-        launcher = str(config.hydra.launcher.get("_target_", ""))
-        _sweep = (config.tracking.uri, str(config.hydra.sweep.dir), launcher)
-        if "joblib" in launcher:
-            # Jobs in worker processes leave MLflow unloaded here, and loading it and the store
-            # takes seconds: spent now (the sweep's summary needs it anyway), not when an
-            # interrupted sweep must end its runs.
-            _open_store(config.tracking.uri, config.tracking.get("migrate") is True)
-            _start_resource_trackers_deaf_to_sighup()
-
-
-class SecretsAtRest(Callback):
-    """Hydra keeps what a job was given beside it (`.hydra/config.yaml`, `hydra.yaml`,
-    `overrides.yaml`) and a sweep's config in its directory (`multirun.yaml`), as typed: a
-    password in a URL (`tracking.uri=http://user:PW@host`, an Optuna storage URL) would stay
-    there in clear. Each such file is rewritten with the password as `***` as soon as it
-    exists: Hydra writes a job's files before the job's first callback (`run_job` in
-    hydra/core/utils.py), and the sweeper writes `multirun.yaml` after `on_multirun_start`, so
-    each job scrubs its own files and the sweep's, and the sweep's process scrubs its own once
-    more as it exits (a sweep may stop before any job starts)."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import atexit
-
-        from pipeline.tracking.secrets import scrub_yaml_files
-
-        atexit.register(scrub_yaml_files, Path(str(config.hydra.sweep.dir)).absolute())
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipeline.tracking.secrets import redact_logs, scrub_yaml_files
-
-        redact_logs()  # again: a launcher may run the job in a worker process of its own (joblib)
-        if config.hydra.output_subdir is not None:
-            scrub_yaml_files(Path(config.hydra.runtime.output_dir, str(config.hydra.output_subdir)))
-        if _multirun(config):
-            scrub_yaml_files(Path(config.hydra.runtime.cwd, str(config.hydra.sweep.dir)))
 
 
 def _start_resource_trackers_deaf_to_sighup() -> None:
@@ -344,42 +305,6 @@ def _command_line(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return b""
-
-
-def check_settings(config: DictConfig, key: str) -> None:
-    """Hydra's own settings that a job or sweep needs, checked at the earliest hook Hydra
-    offers (before it makes the output directory, and for a sweep before it makes the sweeper
-    and launches a job): the output directory within the file system's limits, and a sweep's
-    sweeper settings. A mistake is one `error: ` line, exit 1."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from pipeline.arguments import path_problem, sweeper_problem
-
-    problem = path_problem(str(OmegaConf.select(config, key)), key)
-    if problem is None and key == "hydra.sweep.dir":
-        try:
-            settings = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
-        except OmegaConfBaseException as error:
-            problem = f"hydra.sweeper: {' '.join(str(error).split())}"
-        else:
-            problem = sweeper_problem(settings)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(1)
-
-
-def _start(directory: str, key: str) -> None:
-    from pipeline.tracking.secrets import redact_logs
-    from pipeline.tracking.store import unwritable
-
-    redact_logs()
-    problem = unwritable(Path(directory))
-    if problem:
-        print(f"error: cannot write the job's outputs to {directory}: {problem}; run from a "
-              f"writable directory or set {key}=<writable dir> (and tracking.uri)",
-              file=sys.stderr)
-        sys.exit(1)
 
 
 def mark_best(uri: str | None, sweep: str) -> str | None:

@@ -62,7 +62,7 @@ def redact_logs() -> None:
     What it touches: the process's log record factory (`logging.setLogRecordFactory`), the
     one place every record passes through before any handler; Hydra replaces the handlers
     when it configures a job's logging, so a filter on them would not last. Only the command
-    line installs it (`sweeps.OutputGuard` and `SecretsAtRest`, Hydra callbacks of its jobs); a
+    line installs it (`guards.OutputGuard` and `SecretsAtRest`, Hydra callbacks of its jobs); a
     program that calls `runner.run` itself keeps its logging as it is. Installed once,
     whatever the number of calls; records without an `@` pass unchanged."""
     factory = logging.getLogRecordFactory()
