@@ -99,8 +99,10 @@ def mark_orphans(client: Any, experiment_ids: Iterable[str] | None = None, *,
 def mark_store(uri: str, *, dry_run: bool = False) -> list[Finding]:
     """`mark_orphans` over every experiment of the store at `uri`; a store that does not exist
     (or is not MLflow's) is a PipelineError, and none is ever created here."""
+    from pipeline.tracking.client import quiet_mlflow
     from pipeline.tracking.store import reader
 
+    quiet_mlflow()  # no "View run" line on stdout per run ended: a reader's stdout is its report
     return mark_orphans(reader(uri), dry_run=dry_run)
 
 
