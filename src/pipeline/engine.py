@@ -297,10 +297,9 @@ def _parallel_folds(plan: Plan, outcomes: Iterator[Fitted | Exception], dataset:
 
 
 class WorkerKilled(TrackingFailure):
-    """A fold's worker process died without a word: killed outright (SIGKILL: most often the
-    out-of-memory killer) or crashed in native code. A fault of the machine's, not of the
-    user's config nor of ours, reported as a store's fault is: one line, the fold's run and
-    the parent FAILED, the finished folds kept (see `Tracker.run`), exit status 1."""
+    """A fold's worker process died without a word (SIGKILL: most often the out-of-memory
+    killer): the machine's fault, reported as a store's is (one line, the fold's run and the
+    parent FAILED, the finished folds kept; see `Tracker.run`), exit status 1."""
 
     @classmethod
     def of(cls, broken: Exception, folds: Folds, i: int, n_jobs: int) -> WorkerKilled:
@@ -312,15 +311,13 @@ class WorkerKilled(TrackingFailure):
                  f"one of {folds.run_name(i)} to {folds.run_name(last)}")
         # loky's message is all it says of the worker: "... exit codes ... are {SIGKILL(-9)}".
         died = re.search(r"\b(SIG[A-Z]+)\((-?\d+)\)", str(broken))
-        if died is None:
-            how, advice = "died", "run it again with cv.n_jobs=1 to see its error"
-        elif died[1] == "SIGKILL":
+        how, advice = "died", "run it again with cv.n_jobs=1 to see its error"
+        if died is not None and died[1] == "SIGKILL":
             how = (f"was killed (signal {abs(int(died[2]))}, SIGKILL — often the out-of-memory "
                    "killer)")
             advice = "use fewer parallel folds (cv.n_jobs=1) or less data"
-        else:
+        elif died is not None:
             how = f"died of signal {abs(int(died[2]))} ({died[1]})"
-            advice = "run it again with cv.n_jobs=1 to see the model's own error"
         killed = cls(f"a fold's worker process {how} while fitting {named} "
                      f"({n_jobs} folds at a time, cv.n_jobs={n_jobs})", advice)
         killed.__cause__ = broken
