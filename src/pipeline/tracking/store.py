@@ -219,8 +219,16 @@ def sqlite_pragmas(connection: Any, _record: Any) -> None:
         connection.execute("PRAGMA synchronous = NORMAL")
 
 
+# Less room than this on a run directory's file system is a full disk: Hydra's saved config, the
+# job's log and the store's first writes would fail on it, each with its own traceback.
+MIN_FREE_BYTES = 1 << 20
+
+
 def unwritable(directory: Path) -> str | None:
-    """Why `directory` cannot be created or written to, or None if it can."""
+    """Why `directory` cannot be created or written to (a file in the way, no permission, a
+    read-only mount, a full disk), or None if it can."""
+    import shutil
+
     existing = directory.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -228,4 +236,8 @@ def unwritable(directory: Path) -> str | None:
         return f"{existing} is a file, not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        return (f"no space left on device ({free // 1024} KiB free on the file system of "
+                f"{existing}); free space there")
     return None
