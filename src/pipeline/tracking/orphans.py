@@ -99,8 +99,14 @@ def mark_orphans(client: Any, experiment_ids: Iterable[str] | None = None, *,
 def mark_store(uri: str, *, dry_run: bool = False) -> list[Finding]:
     """`mark_orphans` over every experiment of the store at `uri`; a store that does not exist
     (or is not MLflow's) is a PipelineError, and none is ever created here."""
-    from pipeline.tracking.store import reader
+    from pipeline.tracking.store import read_only_store, reader
 
+    if not dry_run and read_only_store(uri):
+        findings = mark_orphans(reader(uri), dry_run=True)
+        if orphans := [finding for finding in findings if finding.orphan]:
+            log.warning("%d orphaned run(s) left RUNNING: the store is read-only here",
+                        len(orphans))
+        return findings
     return mark_orphans(reader(uri), dry_run=dry_run)
 
 

@@ -40,7 +40,7 @@ def _check_sqlite_store(uri: str, reading: bool) -> None:
     if path.is_file() and path.stat().st_size > 0:
         try:
             # Read-only: looking must not change another application's file.
-            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            with sqlite3.connect(_looking(path), uri=True) as db:
                 tables = {row[0] for row in db.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
                 revision = (db.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -62,6 +62,25 @@ def _check_sqlite_store(uri: str, reading: bool) -> None:
             return
     if reading:
         raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
+
+
+def _looking(path: Path) -> str:
+    """The SQLite URI that reads the store at `path` without writing a byte: read-only, and
+    immutable where its directory is (a read-only mount), which is the only way SQLite opens
+    a write-ahead-logged database that it cannot add its shared-memory file beside."""
+    return f"{path.resolve().as_uri()}?{'immutable=1' if read_only(path) else 'mode=ro'}"
+
+
+def read_only_store(uri: str) -> bool:
+    """Whether `uri` is a local SQLite store in a directory that cannot be written."""
+    return uri.startswith("sqlite:///") and read_only(Path(uri.removeprefix("sqlite:///")))
+
+
+def read_only(path: Path) -> bool:
+    """Whether the directory of the store at `path` cannot be written (a read-only mount or
+    directory): readers read it without the lock file, which cannot be made there, and no
+    job can write to it, so there is nothing to wait for."""
+    return not os.access(path.absolute().parent, os.W_OK | os.X_OK)
 
 
 def _check_schema(shown: str, revision: str) -> None:
@@ -137,15 +156,14 @@ def reader(uri: str) -> Any:
     if not uri.startswith("sqlite:///"):
         check_store(uri, reading=True)
         return MlflowClient(tracking_uri=uri)
-    if not Path(uri.removeprefix("sqlite:///")).is_file():
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file() or read_only(path):
         check_store(uri, reading=True)  # says there is no store, without making a lock file
-    try:
-        with sqlite_guard(uri):
-            check_store(uri, reading=True)
-            return open_client(uri)
-    except PermissionError:
-        # A read-only directory: no lock file can be made there, nor can a job write there.
-        return MlflowClient(tracking_uri=uri)
+        # SQLAlchemy hands a `file:` URI to SQLite as it is (`uri=true`): read-only, immutable.
+        return MlflowClient(tracking_uri=f"sqlite:///{_looking(path)}&uri=true")
+    with sqlite_guard(uri):
+        check_store(uri, reading=True)
+        return open_client(uri)
 
 
 @contextmanager
