@@ -27,9 +27,20 @@ def check_store(uri: str, *, reading: bool = False) -> None:
     database, a store written by a newer MLflow, a directory that is not an `mlruns` store.
     `reading`: a store that does not exist yet is an error too (a reader never creates one)."""
     if uri.startswith("sqlite:///"):
+        _refuse_a_directory(uri)
         _check_sqlite_store(uri, reading)
     elif "://" not in uri or uri.startswith("file:"):
         _check_file_store(uri, reading)
+
+
+def _refuse_a_directory(uri: str) -> None:
+    """A directory where the SQLite file should be: MLflow would retry opening it for about
+    two minutes before failing with "unable to open database file"."""
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise PipelineError(
+            f"tracking.uri={redact(uri)} names a directory, {path}, not an SQLite file: point "
+            f"it to a file, e.g. sqlite:///{path / 'mlflow.db'}")
 
 
 def _check_sqlite_store(uri: str, reading: bool) -> None:
