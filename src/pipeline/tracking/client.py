@@ -21,7 +21,8 @@ LOCKED_RETRY_PAUSES = (0.1, 0.3, 1.0, 3.0, 8.0)
 
 
 class TrackingFailure(PipelineError):
-    """The disk, the store or the tracking server failed during a job. The one line says
+    """The disk, the store or the tracking server failed during a job (or, as the engine's
+    `WorkerKilled`, a fold's worker process was killed). The one line says
     what failed and what to do, which finished folds are kept, which runs were marked FAILED
     and which could not be ended (left RUNNING for `python -m pipeline.doctor`)."""
 
