@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "pipeline"
-# The entry reads the composed Hydra config; Hydra's own callbacks (sweeps, guards) and the resolvers
-# its YAML files call (config) are Hydra's side of it too.
+# The entry reads the composed Hydra config; Hydra's own callbacks (sweeps, guards) and the
+# resolvers its YAML files call (config) are Hydra's side of it too.
 READS_THE_CONFIG = {"__main__.py", "entry.py", "config.py", "sweeps.py", "guards.py"}
 MAX_LINES = 400
 

@@ -6,6 +6,11 @@ refit all fit through it."""
 from __future__ import annotations
 
 import logging
+import os
+import re
+import signal
+import sys
+import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -21,6 +26,7 @@ from pipeline import checks, metrics, models, preprocessing, report, threads
 from pipeline.errors import PipelineError
 from pipeline.models import batched
 from pipeline.report import Result
+from pipeline.tracking import TrackingFailure
 
 if TYPE_CHECKING:
     from pipeline.cv import Fold, Folds
@@ -255,7 +261,8 @@ def start_parallel(plan: Plan, dataset: Dataset,
     log.info("folds %d at a time in worker processes (cv.n_jobs), %d core(s) each",
              plan.n_jobs, share)
     with parallel_config(backend="loky", inner_max_num_threads=share):
-        return Parallel(n_jobs=plan.n_jobs, return_as="generator")(
+        return Parallel(n_jobs=plan.n_jobs, return_as="generator",
+                        initializer=_end_with_job, initargs=(os.getpid(),))(
             delayed(_in_worker)(fold, template, dataset, task, plan.scoring.names,
                                 plan.scoring.average, keep_estimator=bool(plan.figures))
             for fold in plan.folds)
@@ -267,8 +274,14 @@ def _parallel_folds(plan: Plan, outcomes: Iterator[Fitted | Exception], dataset:
     as its results come back (while later folds still train): this process alone talks to
     MLflow. A stop signal ends the job's runs here and the workers are killed (joblib
     aborts)."""
+    from joblib.externals.loky import BrokenProcessPool
+
     try:
-        for i, (fold, outcome) in enumerate(zip(plan.folds, outcomes, strict=True), 1):
+        for i, fold in enumerate(plan.folds, 1):
+            try:
+                outcome = next(outcomes)
+            except BrokenProcessPool as broken:  # joblib has killed the pool's other workers
+                outcome = WorkerKilled.of(broken, plan.folds, i, plan.n_jobs)
             # The fold's scores are in hand: its params go with them, in one request.
             counted, failed = sizes(i, plan.folds), isinstance(outcome, Exception)
             with tracker.run(plan.folds.run_name(i), parent=parent,
@@ -281,6 +294,57 @@ def _parallel_folds(plan: Plan, outcomes: Iterator[Fitted | Exception], dataset:
             yield outcome.row
     finally:
         cancel(outcomes)
+
+
+class WorkerKilled(TrackingFailure):
+    """A fold's worker process died without a word (SIGKILL: most often the out-of-memory
+    killer): the machine's fault, reported as a store's is (one line, the fold's run and the
+    parent FAILED, the finished folds kept; see `Tracker.run`), exit status 1."""
+
+    @classmethod
+    def of(cls, broken: Exception, folds: Folds, i: int, n_jobs: int) -> WorkerKilled:
+        # joblib knows only that the pool broke, not which of the folds in flight the dead
+        # worker held: the one awaited, or one after it fitting beside it.
+        last = min(i + n_jobs - 1, len(folds))
+        named = (folds.run_name(i) if last == i else
+                 f"{folds.run_name(i)} or {folds.run_name(last)}" if last == i + 1 else
+                 f"one of {folds.run_name(i)} to {folds.run_name(last)}")
+        # loky's message is all it says of the worker: "... exit codes ... are {SIGKILL(-9)}".
+        died = re.search(r"\b(SIG[A-Z]+)\((-?\d+)\)", str(broken))
+        how, advice = "died", "run it again with cv.n_jobs=1 to see its error"
+        if died is not None and died[1] == "SIGKILL":
+            how = (f"was killed (signal {abs(int(died[2]))}, SIGKILL — often the out-of-memory "
+                   "killer)")
+            advice = "use fewer parallel folds (cv.n_jobs=1) or less data"
+        elif died is not None:
+            how = f"died of signal {abs(int(died[2]))} ({died[1]})"
+        killed = cls(f"a fold's worker process {how} while fitting {named} "
+                     f"({n_jobs} folds at a time, cv.n_jobs={n_jobs})", advice)
+        killed.__cause__ = broken
+        return killed
+
+
+def _end_with_job(job: int) -> None:
+    """The fold workers' initializer: a worker ends when the job's process does, killed outright
+    included, instead of finishing its fold and idling out loky's 300 s still holding the
+    job's stdout and stderr (`python -m pipeline ... | cat` would wait for it). On Linux the
+    kernel sends SIGKILL when the parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    else:
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == job:
+                time.sleep(1)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="end-with-job").start()
+    if os.getppid() != job:  # the job was gone before the line above
+        os._exit(1)
 
 
 def cancel(outcomes: Iterator[Fitted | Exception]) -> None:
@@ -301,8 +365,6 @@ def _in_worker(*args: Any, keep_estimator: bool = True) -> Fitted | Exception:
     most of what would be pickled back (a forest's trees), and the job's process reads
     nothing of it but its curves, which go back."""
     import copy
-    import os
-    import signal
 
     from pipeline.errors import STOP_SIGNALS
 

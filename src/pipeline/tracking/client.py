@@ -21,7 +21,8 @@ LOCKED_RETRY_PAUSES = (0.1, 0.3, 1.0, 3.0, 8.0)
 
 
 class TrackingFailure(PipelineError):
-    """The disk, the store or the tracking server failed during a job. The one line says
+    """The disk, the store or the tracking server failed during a job (or, as the engine's
+    `WorkerKilled`, a fold's worker process was killed). The one line says
     what failed and what to do, which finished folds are kept, which runs were marked FAILED
     and which could not be ended (left RUNNING for `python -m pipeline.doctor`)."""
 
@@ -125,9 +126,13 @@ def failure_of(error: BaseException, uri: str, artifacts: str = "") -> TrackingF
                 "and run the job again", disk_full=True)
     for link in chain:
         if isinstance(link, requests.ConnectionError | requests.Timeout):
+            # urllib3 names a read that timed out in the error it gives up with (retried, a
+            # requests.ConnectionError); a server that accepts and never answers says no more.
+            hung = isinstance(link, requests.ReadTimeout) or "Read timed out" in str(link)
+            how = (f"stopped answering during the job: no answer in {_waited()}" if hung
+                   else f"stopped answering during the job ({type(link).__name__})")
             return TrackingFailure(
-                f"tracking server {store} stopped answering during the job "
-                f"({type(link).__name__})",
+                f"tracking server {store} {how}",
                 "check that it runs (docker compose ps), then run the job again",
                 server_lost=True)
     for link in chain:
@@ -158,27 +163,68 @@ def quoted(value: str) -> str:
         "holding both ' and \", or ending in a backslash); rename it without one of them")
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail in seconds with the URI, instead of MLflow's minutes of silent retries.
+# Seconds the check before a job waits for the server's answer, unless the user set MLflow's own
+# MLFLOW_HTTP_REQUEST_TIMEOUT: a server that accepts connections and never answers (hung, or
+# another service on its port) is told in seconds, not after MLflow's two minutes.
+REACHABLE_TIMEOUT = 5.0
+# MLflow's HTTP settings for the job's own requests where the user set none: two retries one
+# and two seconds apart ride out a restart; a request waits 30 s for an answer, time for the
+# server to take in a model's artifacts. A dead server is known in about three seconds, a hung
+# one in about a minute and a half (3 tries), and the tracker then stops asking (RecordedClient).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_set_here: dict[str, str] = {}  # those of HTTP_DEFAULTS that check_reachable set, not the user
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in seconds with the URI, instead of MLflow's minutes of silent retries: a server
+    that refuses, or one that does not answer within `REACHABLE_TIMEOUT` seconds (or the
+    user's MLFLOW_HTTP_REQUEST_TIMEOUT).
 
     What it touches besides: MLflow's HTTP retry settings, environment variables of this
-    process (`MLFLOW_HTTP_REQUEST_*`, read by MLflow at each request), set only where the user
-    set none, so that a server that dies during the job does not stall it for minutes."""
+    process (`HTTP_DEFAULTS`, read by MLflow at each request), set only where the user set
+    none, so that a server that dies or hangs during the job does not stall it for minutes."""
     import requests
 
+    timeout = _user_timeout() or REACHABLE_TIMEOUT
     try:
         requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.Timeout as error:
+        set_by = " (MLFLOW_HTTP_REQUEST_TIMEOUT)" if _user_timeout() else ""
+        raise PipelineError(
+            f"tracking server {redact(uri)} did not answer within {timeout:g} s{set_by}: it "
+            "accepts connections but sends nothing (hung, or another service on that port); "
+            "restart it (docker compose restart) or check tracking.uri") from error
     except requests.RequestException as error:
         reason = type(error).__name__
         raise PipelineError(
             f"tracking server {redact(uri)} is unreachable ({reason}); start it "
             "(docker compose up -d) or drop tracking=server / tracking.uri to use the local store"
         ) from error
-    # Two retries one and two seconds apart ride out a restart; a dead server is known in
-    # about three seconds, and the tracker then stops asking (see RecordedClient).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    for name, value in HTTP_DEFAULTS.items():
+        if name not in os.environ:
+            os.environ[name] = _set_here[name] = value
+
+
+def _user_timeout() -> float | None:
+    """MLFLOW_HTTP_REQUEST_TIMEOUT as the user set it (not check_reachable), in seconds."""
+    value = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    if not value or _set_here.get("MLFLOW_HTTP_REQUEST_TIMEOUT") == value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # MLflow refuses it at its first request, naming it
+
+
+def _waited() -> str:
+    """How long a job's request waited for a server that never answered: MLflow's timeout
+    per try and its tries, as set now."""
+    timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # MLflow's own defaults
+    retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    tries = int(retries) + 1 if retries.isdigit() else retries
+    return (f"{tries} tries of {timeout} s each (MLFLOW_HTTP_REQUEST_TIMEOUT={timeout}, "
+            f"MLFLOW_HTTP_REQUEST_MAX_RETRIES={retries})")
 
 
 # MLflow's loggers that quiet_mlflow turns to WARNING: a new SQLite store's schema migrations

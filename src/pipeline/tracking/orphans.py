@@ -100,9 +100,15 @@ def mark_store(uri: str, *, dry_run: bool = False) -> list[Finding]:
     """`mark_orphans` over every experiment of the store at `uri`; a store that does not exist
     (or is not MLflow's) is a PipelineError, and none is ever created here."""
     from pipeline.tracking.client import quiet_mlflow
-    from pipeline.tracking.store import reader
+    from pipeline.tracking.store import read_only_store, reader
 
     quiet_mlflow()  # no "View run" line on stdout per run ended: a reader's stdout is its report
+    if not dry_run and read_only_store(uri):
+        findings = mark_orphans(reader(uri), dry_run=True)
+        if orphans := [finding for finding in findings if finding.orphan]:
+            log.warning("%d orphaned run(s) left RUNNING: the store is read-only here",
+                        len(orphans))
+        return findings
     return mark_orphans(reader(uri), dry_run=dry_run)
 
 

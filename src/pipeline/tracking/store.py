@@ -30,9 +30,20 @@ def check_store(uri: str, *, reading: bool = False, migrate: bool = False) -> No
     never creates one), and an older one is refused whatever `migrate` says (a reader never
     migrates one)."""
     if uri.startswith("sqlite:///"):
+        _refuse_a_directory(uri)
         _check_sqlite_store(uri, reading, migrate)
     elif "://" not in uri or uri.startswith("file:"):
         _check_file_store(uri, reading)
+
+
+def _refuse_a_directory(uri: str) -> None:
+    """A directory where the SQLite file should be: MLflow would retry opening it for about
+    two minutes before failing with "unable to open database file"."""
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise PipelineError(
+            f"tracking.uri={redact(uri)} names a directory, {path}, not an SQLite file: point "
+            f"it to a file, e.g. sqlite:///{path / 'mlflow.db'}")
 
 
 def _check_sqlite_store(uri: str, reading: bool, migrate: bool = False) -> None:
@@ -43,7 +54,7 @@ def _check_sqlite_store(uri: str, reading: bool, migrate: bool = False) -> None:
     if path.is_file() and path.stat().st_size > 0:
         try:
             # Read-only: looking must not change another application's file.
-            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            with sqlite3.connect(_looking(path), uri=True) as db:
                 tables = {row[0] for row in db.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
                 revision = (db.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -65,6 +76,25 @@ def _check_sqlite_store(uri: str, reading: bool, migrate: bool = False) -> None:
             return
     if reading:
         raise PipelineError(f"no MLflow store at {path}; run a job first, or pass --uri")
+
+
+def _looking(path: Path) -> str:
+    """The SQLite URI that reads the store at `path` without writing a byte: read-only, and
+    immutable where its directory is (a read-only mount), which is the only way SQLite opens
+    a write-ahead-logged database that it cannot add its shared-memory file beside."""
+    return f"{path.resolve().as_uri()}?{'immutable=1' if read_only(path) else 'mode=ro'}"
+
+
+def read_only_store(uri: str) -> bool:
+    """Whether `uri` is a local SQLite store in a directory that cannot be written."""
+    return uri.startswith("sqlite:///") and read_only(Path(uri.removeprefix("sqlite:///")))
+
+
+def read_only(path: Path) -> bool:
+    """Whether the directory of the store at `path` cannot be written (a read-only mount or
+    directory): readers read it without the lock file, which cannot be made there, and no
+    job can write to it, so there is nothing to wait for."""
+    return not os.access(path.absolute().parent, os.W_OK | os.X_OK)
 
 
 def _check_schema(uri: str, revision: str, migrate: bool, reading: bool) -> None:
@@ -156,15 +186,14 @@ def reader(uri: str) -> Any:
     if not uri.startswith("sqlite:///"):
         check_store(uri, reading=True)
         return MlflowClient(tracking_uri=uri)
-    if not Path(uri.removeprefix("sqlite:///")).is_file():
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file() or read_only(path):
         check_store(uri, reading=True)  # says there is no store, without making a lock file
-    try:
-        with sqlite_guard(uri):
-            check_store(uri, reading=True)
-            return open_client(uri)
-    except PermissionError:
-        # A read-only directory: no lock file can be made there, nor can a job write there.
-        return MlflowClient(tracking_uri=uri)
+        # SQLAlchemy hands a `file:` URI to SQLite as it is (`uri=true`): read-only, immutable.
+        return MlflowClient(tracking_uri=f"sqlite:///{_looking(path)}&uri=true")
+    with sqlite_guard(uri):
+        check_store(uri, reading=True)
+        return open_client(uri)
 
 
 @contextmanager
@@ -238,8 +267,16 @@ def sqlite_pragmas(connection: Any, _record: Any) -> None:
         connection.execute("PRAGMA synchronous = NORMAL")
 
 
+# Less room than this on a run directory's file system is a full disk: Hydra's saved config, the
+# job's log and the store's first writes would fail on it, each with its own traceback.
+MIN_FREE_BYTES = 1 << 20
+
+
 def unwritable(directory: Path) -> str | None:
-    """Why `directory` cannot be created or written to, or None if it can."""
+    """Why `directory` cannot be created or written to (a file in the way, no permission, a
+    read-only mount, a full disk), or None if it can."""
+    import shutil
+
     existing = directory.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -247,4 +284,8 @@ def unwritable(directory: Path) -> str | None:
         return f"{existing} is a file, not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        return (f"no space left on device ({free // 1024} KiB free on the file system of "
+                f"{existing}); free space there")
     return None
