@@ -5,6 +5,7 @@ directory, a directory as a store, a tracking server that accepts and never answ
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -364,3 +365,40 @@ def test_the_job_sets_mlflows_http_waits_only_where_the_user_set_none(monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("uri, words", [
+    ("postgresql://bob:hunter2@127.0.0.1:1/db", "needs the psycopg driver"),
+    ("mssql://bob:hunter2@127.0.0.1:1/db", "needs the pyodbc driver"),
+    ("mysql+nosuchdriver://bob:hunter2@127.0.0.1:1/db", "is not a database URL SQLAlchemy knows"),
+])
+def test_a_database_store_without_its_driver_is_one_line_naming_it(uri, words):
+    """SQLAlchemy picks the driver by the URI; MLflow would fail importing it with a
+    traceback. The line names the driver and never shows the password."""
+    from pipeline.tracking.store import check_store
+
+    driver = {"psycopg": "psycopg", "pyodbc": "pyodbc"}.get(words.split()[2])
+    if driver and importlib.util.find_spec(driver) is not None:
+        pytest.skip(f"{driver} is installed here, so the URI is usable")
+    with pytest.raises(PipelineError, match=words) as caught:
+        check_store(uri)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_sweep_says_once_before_its_first_job_that_its_store_cannot_be_used(tmp_path):
+    """The sweep's callback checks the store as each job would: one line, before any job,
+    instead of one per job and again in the summary."""
+    from omegaconf import OmegaConf
+
+    from pipeline.guards import _store_problem
+
+    bad = OmegaConf.create({"tracking": {"uri": "postgresql://bob:hunter2@127.0.0.1:1/db"}})
+    directory = tmp_path / "store"
+    directory.mkdir()
+    a_directory = OmegaConf.create({"tracking": {"uri": f"sqlite:///{directory}"}})
+    fine = OmegaConf.create({"tracking": {"uri": f"sqlite:///{tmp_path / 'm.db'}"}})
+    if importlib.util.find_spec("psycopg") is None:
+        assert "needs the psycopg driver" in _store_problem(bad)
+    assert "names a directory" in _store_problem(a_directory)
+    assert _store_problem(fine) is None
+    assert not (tmp_path / "m.db").exists()  # checking makes no store

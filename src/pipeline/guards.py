@@ -71,9 +71,26 @@ def check_settings(config: DictConfig, key: str) -> None:
             problem = f"hydra.sweeper: {' '.join(str(error).split())}"
         else:
             problem = sweeper_problem(settings)
+        if problem is None:
+            problem = _store_problem(config)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(1)
+
+
+def _store_problem(config: DictConfig) -> str | None:
+    """Why the sweep's jobs cannot use its tracking store, or None: a store that is not
+    MLflow's, a missing database driver, an older MLflow's store without tracking.migrate.
+    Said once before the sweep, rather than by each of its jobs (and again by its summary)."""
+    from pipeline.errors import PipelineError
+    from pipeline.tracking.store import check_store, default_uri
+
+    tracking = config.get("tracking") or {}
+    try:
+        check_store(tracking.get("uri") or default_uri(), migrate=tracking.get("migrate") is True)
+    except PipelineError as error:
+        return str(error)
+    return None
 
 
 def _start(directory: str, key: str) -> None:

@@ -34,6 +34,33 @@ def check_store(uri: str, *, reading: bool = False, migrate: bool = False) -> No
         _check_sqlite_store(uri, reading, migrate)
     elif "://" not in uri or uri.startswith("file:"):
         _check_file_store(uri, reading)
+    elif uri.split(":", 1)[0].split("+", 1)[0] in DATABASES:
+        _check_driver(uri)
+
+
+# The databases MLflow keeps a store in through SQLAlchemy (`<database>[+<driver>]://…`).
+DATABASES = ("postgresql", "mysql", "mssql")
+
+
+def _check_driver(uri: str) -> None:
+    """The database's Python driver is installed: SQLAlchemy picks one by the URI
+    (`postgresql://` means psycopg 3 since SQLAlchemy 2.1, `postgresql+psycopg2://`
+    psycopg2), and MLflow would fail on its import with a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(uri).get_dialect()
+        dialect.import_dbapi()
+    except (ArgumentError, NoSuchModuleError) as error:
+        raise PipelineError(f"tracking.uri={redact(uri)} is not a database URL SQLAlchemy "
+                            f"knows ({error})") from None
+    except ImportError as error:
+        other = " (postgresql+psycopg2:// takes psycopg2)" if uri.startswith("postgresql:") else ""
+        raise PipelineError(
+            f"tracking.uri={redact(uri)} needs the {dialect.driver} driver, which is not "
+            f"installed ({error}); pip install it, or name an installed driver in the "
+            f"URI{other}") from None
 
 
 def _refuse_a_directory(uri: str) -> None:
