@@ -1,6 +1,6 @@
-"""The README's "Extending" recipes, each run as a real job: a scikit-learn model, a CV scheme
-(one YAML each, in a config directory of their own) and a metric (one registry entry). Also the
-task decided once, without touching the user's config."""
+"""The "Extending" recipes (docs/how-to/extending.md), each run as a real job: a scikit-learn
+model, a CV scheme (one YAML each, in a config directory of their own) and a metric (one
+registry entry). Also the task decided once, without touching the user's config."""
 
 from __future__ import annotations
 

@@ -194,7 +194,7 @@ def test_two_workers_share_one_study_in_postgres(tmp_path):
         connection = psycopg2.connect(host=url.host, port=url.port, user=url.username,
                                       password=password, dbname=url.database)
         connection.autocommit = True
-        connection.cursor().execute("CREATE DATABASE optuna")  # not MLflow's: see README
+        connection.cursor().execute("CREATE DATABASE optuna")  # not MLflow's: docs/how-to/sweeps
         connection.close()
         with_password = url.set(database="optuna").render_as_string(hide_password=False)
         without_password = f"{url.drivername}://{url.username}@{url.host}:{url.port}/optuna"

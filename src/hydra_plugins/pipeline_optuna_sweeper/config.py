@@ -14,7 +14,7 @@ from omegaconf import MISSING
 @dataclass
 class TPESamplerConfig:
     _target_: str = "optuna.samplers.TPESampler"
-    # Workers sharing a study need seeds of their own (README, "A shared study").
+    # Workers sharing a study need seeds of their own (docs/how-to/sweeps.md).
     seed: int | None = None
     n_startup_trials: int = 10
 
