@@ -31,7 +31,8 @@ JOBS = {
 }
 
 
-def placeholders() -> list[tuple[re.Pattern, str]]:
+def placeholders() -> dict[str, list[tuple[re.Pattern, str]]]:
+    """The rules that turn a name into its pattern: for any name, and for metric names."""
     sys.path.insert(0, str(ROOT / "src"))
     from pipeline.metrics import REGISTRY
 
@@ -39,16 +40,18 @@ def placeholders() -> list[tuple[re.Pattern, str]]:
         return "|".join(sorted(names, key=len, reverse=True))
 
     conf = ROOT / "conf"
-    return [
-        (re.compile(rf"(?<![a-z])({words(REGISTRY)})(?![a-z])"), "<metric>"),
-        (re.compile(rf"(?<![a-z])({words(p.stem for p in conf.glob('model/*.yaml'))})-"),
-         "<model>-"),
+    models = words(p.stem for p in conf.glob("model/*.yaml"))
+    names = [
+        (re.compile(rf"(?<![a-z_])({models})-"), "<model>-"),
+        (re.compile(rf"-vs-({models})$"), "-vs-<model>"),
         (re.compile(rf"-({words(p.stem for p in conf.glob('cv/*.yaml'))})(?![a-z_])"), "-<cv>"),
         (re.compile(r"(?<![\w])(setosa|versicolor|virginica|class_\d+|\d+)(?![\w])"), "<n>"),
     ]
+    metric = [(re.compile(rf"(?<![a-z])({words(REGISTRY)})(?![a-z])"), "<metric>")]
+    return {"names": names, "metrics": metric + names}
 
 
-def normalise(name: str, rules) -> str:
+def normalise(name: str, rules: list[tuple[re.Pattern, str]]) -> str:
     for pattern, placeholder in rules:
         name = pattern.sub(placeholder, name)
     return name
@@ -62,21 +65,28 @@ def _artifacts(client, run_id: str, path: str | None = None) -> list[str]:
 
 
 def collect(store: Path) -> dict[str, dict[str, set[str]]]:
-    """Normalised run name -> {"tags"|"params"|"metrics"|"artifacts": names} of the store."""
+    """Normalised run name -> {"tags"|"params"|"metrics"|"artifacts"|"models"|"inputs": names}
+    of the store's runs."""
     from mlflow.tracking import MlflowClient
 
     rules = placeholders()
+    named, metric = rules["names"], rules["metrics"]
     client = MlflowClient(f"sqlite:///{store}")
     runs = defaultdict(lambda: defaultdict(set))
-    for experiment in client.search_experiments():
-        for run in client.search_runs([experiment.experiment_id]):
-            kind = normalise(run.info.run_name or "", rules)
-            where = runs[kind]
-            where["tags"] |= {normalise(k, rules) for k in run.data.tags}
-            where["params"] |= {normalise(k, rules) for k in run.data.params}
-            where["metrics"] |= {normalise(k, rules) for k in run.data.metrics}
-            where["artifacts"] |= {normalise(a, rules)
-                                   for a in _artifacts(client, run.info.run_id)}
+    kinds = {}
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    for run in client.search_runs(experiments):
+        kind = kinds[run.info.run_id] = normalise(run.info.run_name or "", named)
+        where = runs[kind]
+        where["tags"] |= {normalise(k, named) for k in run.data.tags}
+        where["params"] |= {normalise(k, named) for k in run.data.params}
+        where["metrics"] |= {normalise(k, metric) for k in run.data.metrics}
+        where["artifacts"] |= {normalise(a, metric) for a in _artifacts(client, run.info.run_id)}
+        where["inputs"] |= {f"dataset ({i.dataset.source_type}), context "
+                            f"{', '.join(sorted(t.value for t in i.tags))}"
+                            for i in (run.inputs.dataset_inputs if run.inputs else [])}
+    for model in client.search_logged_models(experiments):
+        runs[kinds[model.source_run_id]]["models"].add(model.name)
     return runs
 
 
@@ -88,12 +98,16 @@ def page(runs: dict[str, dict[str, set[str]]]) -> str:
              "of each kind (" + ", ".join(JOBS) + ") in a scratch store. Placeholders: "
              "`<model>` and `<cv>` an option of the `model` and `cv` groups, `<metric>` a "
              "metric of the [registry](metrics.md), `<n>` a number (a fold, a repeat, a trial, "
-             "a class). A parent run's params are its resolved config, flattened: every key of "
+             "a class). *Models* are MLflow logged models whose source is the run "
+             "(`runs:/<id>/model`); *inputs* the data set a run records as its input. A "
+             "parent run's params are its resolved config, flattened: every key of "
              "the [config reference](config.md).", ""]
     for kind in sorted(runs):
         lines += [f"## Runs named `{kind}`", ""]
-        for part in ("tags", "params", "metrics", "artifacts"):
+        for part in ("tags", "params", "metrics", "artifacts", "models", "inputs"):
             names = sorted(runs[kind][part])
+            if not names and part in ("models", "inputs"):
+                continue
             listed = ", ".join(f"`{n}`" for n in names) if names else "none"
             lines += [f"**{part.capitalize()}** ({len(names)}): {listed}", ""]
     return "\n".join(lines)

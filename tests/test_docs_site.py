@@ -72,9 +72,12 @@ def test_every_command_of_the_package_is_found():
 
 def test_the_mlflow_names_page_usesplaceholders():
     rules = mlflow_names.placeholders()
-    assert mlflow_names.normalise("knn-kfold", rules) == "<model>-<cv>"
-    assert mlflow_names.normalise("repeat-2/fold-13", rules) == "repeat-<n>/fold-<n>"
-    assert mlflow_names.normalise("test_roc_auc_std", rules) == "test_<metric>_std"
+    assert mlflow_names.normalise("knn-kfold", rules["names"]) == "<model>-<cv>"
+    assert mlflow_names.normalise("compare-vs-svm", rules["names"]) == "compare-vs-<model>"
+    assert mlflow_names.normalise("repeat-2/fold-13", rules["names"]) == "repeat-<n>/fold-<n>"
+    assert mlflow_names.normalise("test_roc_auc_std", rules["metrics"]) == "test_<metric>_std"
+    # a config key that is also a metric's name stays itself
+    assert mlflow_names.normalise("trainer.precision", rules["names"]) == "trainer.precision"
 
 
 @pytest.mark.slow

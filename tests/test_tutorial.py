@@ -28,10 +28,28 @@ def blocks(text: str) -> list[tuple[bool, str]]:
     return [(LONG_RUNNING in m["info"], m["body"]) for m in FENCE.finditer(text)]
 
 
+def sessions(text: str) -> list[tuple[bool, str]]:
+    """The blocks as a reader types them into one shell: consecutive blocks joined into one
+    script (a variable set in one block is there in the next), a long-running one alone."""
+    joined: list[tuple[bool, str]] = []
+    for long_running, commands in blocks(text):
+        if joined and not long_running and not joined[-1][0]:
+            joined[-1] = (False, joined[-1][1] + commands)
+        else:
+            joined.append((long_running, commands))
+    return joined
+
+
 def test_blocks_are_found_in_order_and_the_long_running_one_is_marked():
     text = ("```bash\necho a\n```\ntext\n```bash title=\"runs until Ctrl-C\"\nserve\n```\n"
             "```text\nnot run\n```\n```bash\necho b\n```\n")
     assert blocks(text) == [(False, "echo a\n"), (True, "serve\n"), (False, "echo b\n")]
+
+
+def test_consecutive_blocks_run_as_one_shell_session():
+    text = ("```bash\nA=1\n```\n```bash\necho $A\n```\n```bash title=\"runs until Ctrl-C\"\n"
+            "serve\n```\n```bash\necho b\n```\n")
+    assert sessions(text) == [(False, "A=1\necho $A\n"), (True, "serve\n"), (False, "echo b\n")]
 
 
 def test_the_tutorial_has_its_steps():
@@ -91,7 +109,7 @@ def test_every_command_of_the_tutorial_runs_as_written(tmp_path):
     env = _environment()
     started = time.monotonic()
     output = ""
-    for long_running, commands in blocks(TUTORIAL.read_text()):
+    for long_running, commands in sessions(TUTORIAL.read_text()):
         if long_running:
             _serve_until_it_answers(commands, tmp_path, env)
             continue
