@@ -21,7 +21,7 @@ JOBS = {
     "a scikit-learn job": ["-m", "pipeline", "model=knn", "data=iris"],
     "a torch job": ["-m", "pipeline", "model=softmax", "data=wine", "trainer.max_epochs=3"],
     "a regression job": ["-m", "pipeline", "model=ols", "data=diabetes", "cv.n_splits=2"],
-    "a clustering job": ["-m", "pipeline", "model=kmeans", "data=iris", "plots=false"],
+    "a clustering job": ["-m", "pipeline", "model=kmeans", "data=iris"],
     "a sweep": ["-m", "pipeline", "-m", "model=knn,decision_tree", "data=iris", "plots=false"],
     "nested CV": ["-m", "pipeline", "hparams_search=svm_optuna", "cv.outer=kfold",
                   "cv.outer_splits=2", "cv.n_splits=2", "hydra.sweeper.n_trials=2", "data=iris",
