@@ -127,6 +127,30 @@ def argument_rows(path: Path = ARGUMENTS) -> dict[str, str]:
     return rows
 
 
+# Hydra's own settings, which conf/ sets without a comment: what each one does here.
+HYDRA_MEANINGS = [
+    (r"hydra\.mode", "MULTIRUN: the preset runs as a sweep without `-m`"),
+    (r"hydra\.sweeper\.params\.(?P<key>.+)", "the values the sweep tries for `{key}`"),
+    (r"hydra\.sweeper\.sampler\.seed", "the sampler's seed (follows `seed`)"),
+    (r"hydra\.callbacks\.(?P<key>\w+)\._target_", "a Hydra callback of the project's: `{key}`"),
+    (r"hydra\.job\.name", "the job's name in Hydra's outputs and logs"),
+    (r"hydra\.help\.(?P<key>\w+)", "the {key} of `python -m pipeline --help`"),
+    (r"hydra\.sweep\.subdir", "each sweep job's directory under `hydra.sweep.dir`"),
+    (r"hydra\.(job|hydra)_logging\..+", "the console's log format and levels (alembic quiet)"),
+    (r"hydra\.launcher\._target_", "the Hydra launcher class this option selects"),
+    (r"hydra\.launcher\.(?P<key>.+)", "the launcher's `{key}` setting (the comments in the file "
+                                      "say why)"),
+]
+
+
+def hydra_meaning(key: str) -> str:
+    for pattern, meaning in HYDRA_MEANINGS:
+        match = re.fullmatch(pattern, key)
+        if match:
+            return meaning.format(**match.groupdict())
+    return ""
+
+
 def read_option(path: Path, group: str, accepted: dict[str, str]) -> Option:
     text = path.read_text()
     content = yaml.safe_load(text) or {}
@@ -136,8 +160,9 @@ def read_option(path: Path, group: str, accepted: dict[str, str]) -> Option:
                for d in content.pop("defaults", []) if d != "_self_"]
     keys = []
     for name, value in flatten(content).items():
-        dotted = name if global_package or not group else f"{group}.{name}"
-        meaning = comments.get(name) or accepted.get(dotted, "")
+        package = group.replace("/", ".")  # hydra/launcher's keys are hydra.launcher.*
+        dotted = name if global_package or not group else f"{package}.{name}"
+        meaning = comments.get(name) or accepted.get(dotted) or hydra_meaning(dotted)
         keys.append(Key(dotted, value, meaning))
     return Option(group, path.stem, about, extends, keys)
 

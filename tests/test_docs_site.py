@@ -57,6 +57,19 @@ def test_a_key_takes_its_meaning_from_the_comment_above_or_beside_it():
     assert folds["cv.batch_folds"].meaning.endswith("false: one fold after another)")
 
 
+def test_every_key_has_a_meaning():
+    """A new key needs a comment in its YAML file (or a row in docs/arguments/pipeline.md)."""
+    unexplained = [(o.group, o.name, k.name) for o in reference_pages.config_options()
+                   for k in o.keys if not k.meaning]
+    assert unexplained == []
+
+
+def test_hydra_launcher_keys_are_named_as_hydra_sets_them():
+    options = {(o.group, o.name): o for o in reference_pages.config_options()}
+    names = [k.name for k in options[("hydra/launcher", "ray")].keys]
+    assert "hydra.launcher.ray.init.address" in names
+
+
 def test_the_metric_reference_lists_the_registry():
     page = reference_pages.metrics_page()
     for metric in REGISTRY.values():
