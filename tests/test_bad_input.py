@@ -193,7 +193,7 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def test_bad_input_is_one_clear_line(outcomes, name):
     mistake = MISTAKES[name]
     if mistake.needs_no_gpu and shutil.which("nvidia-smi"):
-        pytest.skip("a GPU is present")
+        pytest.skip("needs a machine without a CUDA GPU: the mistake here is asking for one")
     done, runs = outcomes[name]["done"], outcomes[name]["runs"]
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()

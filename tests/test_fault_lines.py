@@ -184,7 +184,7 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
                                             str(mount)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip("needs root to mount a tmpfs: run pytest as root (in a container, say)")
     try:
         with open(mount / "filler", "wb") as filler, contextlib.suppress(OSError):
             filler.write(b"\0" * (1 << 20))  # until it is full
@@ -226,7 +226,8 @@ def finished_store(tmp_path_factory) -> Path:
 def _mount(folder: Path, *options: str) -> None:
     if os.geteuid() != 0 or subprocess.run(["mount", *options, str(folder)],
                                            capture_output=True).returncode:
-        pytest.skip("a read-only mount needs root (the chmod case runs everywhere)")
+        pytest.skip("needs root to mount read-only: run pytest as root (in a container, say); "
+                    "the chmod case runs everywhere")
 
 
 @pytest.mark.parametrize("mount", [False, True], ids=["read-only directory", "read-only mount"])
@@ -379,7 +380,8 @@ def test_a_database_store_without_its_driver_is_one_line_naming_it(uri, words):
 
     driver = {"psycopg": "psycopg", "pyodbc": "pyodbc"}.get(words.split()[2])
     if driver and importlib.util.find_spec(driver) is not None:
-        pytest.skip(f"{driver} is installed here, so the URI is usable")
+        pytest.skip(f"needs {driver} not installed (pip uninstall {driver}): "
+                    "installed, the URI is usable")
     with pytest.raises(PipelineError, match=words) as caught:
         check_store(uri)
     assert "hunter2" not in str(caught.value)

@@ -151,7 +151,8 @@ def test_same_command_same_fold_metrics(make_cfg):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()",
+                    reason="needs a CUDA GPU: run on a machine with one (CI has none)")
 def test_mlp_on_gpu(make_cfg):
     result = run(make_cfg("data=digits", "model=mlp", "trainer=gpu", "trainer.max_epochs=20"))
     assert result.score > 0.9

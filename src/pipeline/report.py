@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,9 @@ log = logging.getLogger("pipeline")
 # Beyond this many folds (leave-one-out, repeated k-fold) the table shows a row per repeat (the
 # mean of its folds) where the scheme repeats, then the summary rows.
 MAX_FOLD_ROWS = 20
+# After the `mlflow ui` line, as a shell comment, so that the line still pastes as it is:
+# measured, the UI answers its first request some 20 s after it starts (MLflow 3, 2 cores).
+UI_START = "# the UI takes ~20 s to start"
 
 
 @dataclass
@@ -85,8 +89,8 @@ def print_result(result: Result, dataset: Dataset, model: str, scheme: str) -> N
     where = [
         f"{result.objective}: {result.score:.4f} ± {result.spread:.4f}",
         f"MLflow: experiment {result.experiment!r}, parent run {result.run_id}",
-        f"  store: {redact(result.uri)}",
-        f"  view:  {_ui_command(result.uri)}",
+        f"  store: {redact(shown_uri(result.uri))}",
+        f"  view:  {_ui_command(shown_uri(result.uri))}",
     ]
     if not interactive():
         log.info("\n".join(["", heading, table(result.folds, result.summary, result.objective,
@@ -269,10 +273,25 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def shown_uri(uri: str, cwd: Path | None = None) -> str:
+    """The store's URI as the docs write it: an SQLite file under the working directory
+    relative to it (`sqlite:///outputs/mlflow.db`, which MLflow reads from that directory, so
+    the printed `mlflow ui` line works pasted there); any other URI as it is."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path, mark, query = uri[len(prefix):].partition("?")
+    try:
+        relative = Path(path).relative_to(cwd or Path.cwd())
+    except ValueError:  # a relative path already, or a file outside the working directory
+        return uri
+    return f"{prefix}{relative.as_posix()}{mark}{query}"
+
+
 def _ui_command(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"mlflow ui --backend-store-uri {uri}  {UI_START}"
 
 
 def _number(value: float) -> str:

@@ -91,6 +91,8 @@ class OptunaSweeper(Sweeper):
 
         from pipeline.tracking.client import store_faults
 
+        # Optuna's INFO line on creating or joining the study says less than the sweep's own.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         for attempt in range(1, 4):
             try:
                 return optuna.create_study(storage=self.storage, study_name=self.study_name,

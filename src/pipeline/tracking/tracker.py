@@ -277,8 +277,13 @@ class Tracker(BaseTracker):
         # The inputs from all rows, so that the model takes its own training data; the
         # output's type from a few predictions (it is the type of the labels, row by row).
         sample = X.head(5)
-        signature = ModelSignature(input_schema(X), infer_signature(sample, model.predict(
-            sample)).outputs)
+        with warnings.catch_warnings():
+            # MLflow's hint on integer columns that cannot hold blanks is about the inferred
+            # input schema, which is discarded here: `input_schema` is the one logged.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.types\.utils",
+                                    message=r"Hint: Inferred schema contains integer column")
+            outputs = infer_signature(sample, model.predict(sample)).outputs
+        signature = ModelSignature(input_schema(X), outputs)
         saving = logging.getLogger("mlflow.sklearn")
         level = saving.level
         saving.setLevel(logging.ERROR)  # the cloudpickle caution, above, on every job
