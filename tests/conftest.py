@@ -1,4 +1,5 @@
-"""Shared fixtures: the real config composed with Hydra, the real entry point, a private store."""
+"""Shared fixtures: the real config composed with Hydra, the real entry point, a private store
+(built from a pre-migrated template)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pandas as pd
 import pytest
@@ -90,6 +92,54 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Where MLflow builds a new SQL store's schema (its ~50 migrations, seconds of CPU each time): the
+# tracking store calls it through its module, the registry store imported it by name.
+SCHEMA_BUILDERS = ("mlflow.store.db.utils._initialize_tables",
+                   "mlflow.store.model_registry.sqlalchemy_store._initialize_tables")
+
+
+@pytest.fixture(scope="session")
+def store_from_template(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Any], None]:
+    """MLflow's schema builder, made to copy a store it built once (per xdist worker) into each
+    new SQLite store, in milliseconds: the same tables and schema revision, no experiment yet
+    (MLflow adds `Default` when it opens the store, as it would after migrating)."""
+    import sqlalchemy
+    from mlflow.store.db import utils
+
+    build = utils._initialize_tables  # noqa: SLF001 (the original, before the tests patch it)
+    template = tmp_path_factory.getbasetemp() / "template-mlflow.db"
+
+    def initialize_from_template(engine: Any) -> None:
+        database = engine.url.database
+        if (engine.url.get_backend_name() != "sqlite" or database in (None, "", ":memory:")
+                or sqlalchemy.inspect(engine).get_table_names()):
+            build(engine)
+            return
+        if not template.exists():
+            built = sqlalchemy.create_engine(f"sqlite:///{template}")
+            build(built)
+            built.dispose()
+        with sqlite3.connect(template) as source:
+            target = engine.raw_connection()
+            try:
+                source.backup(target.driver_connection)
+            finally:
+                target.close()
+
+    return initialize_from_template
+
+
+@pytest.fixture(autouse=True)
+def template_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new SQLite store a test makes in this process is a copy of the template, except in
+    tests marked `store_creation` (about building a store: they get MLflow's migrations)."""
+    if request.node.get_closest_marker("store_creation"):
+        return
+    initialize = request.getfixturevalue("store_from_template")
+    for builder in SCHEMA_BUILDERS:
+        monkeypatch.setattr(builder, initialize)
 
 
 @pytest.fixture
