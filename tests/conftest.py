@@ -8,7 +8,6 @@ import logging
 import os
 import resource
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from pipeline.config import config_dir
+from tests.store_template.sitecustomize import TEMPLATE_VARIABLE, from_template
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,48 +98,39 @@ def one_torch_thread() -> Iterator[None]:
 # tracking store calls it through its module, the registry store imported it by name.
 SCHEMA_BUILDERS = ("mlflow.store.db.utils._initialize_tables",
                    "mlflow.store.model_registry.sqlalchemy_store._initialize_tables")
+TEMPLATE_SITE = Path(__file__).resolve().parent / "store_template"
 
 
 @pytest.fixture(scope="session")
-def store_from_template(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Any], None]:
-    """MLflow's schema builder, made to copy a store it built once (per xdist worker) into each
-    new SQLite store, in milliseconds: the same tables and schema revision, no experiment yet
-    (MLflow adds `Default` when it opens the store, as it would after migrating)."""
-    import sqlalchemy
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the template store lives (one per xdist worker), built when first needed."""
+    return tmp_path_factory.getbasetemp() / "template-mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def store_from_template(store_template: Path) -> Callable[[Any], None]:
+    """MLflow's schema builder, made to copy the template into each new SQLite store."""
     from mlflow.store.db import utils
 
     build = utils._initialize_tables  # noqa: SLF001 (the original, before the tests patch it)
-    template = tmp_path_factory.getbasetemp() / "template-mlflow.db"
-
-    def initialize_from_template(engine: Any) -> None:
-        database = engine.url.database
-        if (engine.url.get_backend_name() != "sqlite" or database in (None, "", ":memory:")
-                or sqlalchemy.inspect(engine).get_table_names()):
-            build(engine)
-            return
-        if not template.exists():
-            built = sqlalchemy.create_engine(f"sqlite:///{template}")
-            build(built)
-            built.dispose()
-        with sqlite3.connect(template) as source:
-            target = engine.raw_connection()
-            try:
-                source.backup(target.driver_connection)
-            finally:
-                target.close()
-
-    return initialize_from_template
+    return from_template(build, store_template)
 
 
 @pytest.fixture(autouse=True)
 def template_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every new SQLite store a test makes in this process is a copy of the template, except in
-    tests marked `store_creation` (about building a store: they get MLflow's migrations)."""
+    """Every new SQLite store a test makes, in this process or in the Python processes it
+    starts (through tests/store_template/sitecustomize.py), is a copy of the template (a file
+    copy, milliseconds), except in tests marked `store_creation`: those are about building a
+    store, and get MLflow's own migrations."""
     if request.node.get_closest_marker("store_creation"):
+        monkeypatch.delenv(TEMPLATE_VARIABLE, raising=False)
         return
     initialize = request.getfixturevalue("store_from_template")
     for builder in SCHEMA_BUILDERS:
         monkeypatch.setattr(builder, initialize)
+    monkeypatch.setenv(TEMPLATE_VARIABLE, str(request.getfixturevalue("store_template")))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(TEMPLATE_SITE), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture
