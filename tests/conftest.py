@@ -1,4 +1,5 @@
-"""Shared fixtures: the real config composed with Hydra, the real entry point, a private store."""
+"""Shared fixtures: the real config composed with Hydra, the real entry point, a private store
+(built from a pre-migrated template)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pandas as pd
 import pytest
@@ -23,6 +24,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from pipeline.config import config_dir
+from tests.store_template.sitecustomize import TEMPLATE_VARIABLE, from_template
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +92,45 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Where MLflow builds a new SQL store's schema (its ~50 migrations, seconds of CPU each time): the
+# tracking store calls it through its module, the registry store imported it by name.
+SCHEMA_BUILDERS = ("mlflow.store.db.utils._initialize_tables",
+                   "mlflow.store.model_registry.sqlalchemy_store._initialize_tables")
+TEMPLATE_SITE = Path(__file__).resolve().parent / "store_template"
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the template store lives (one per xdist worker), built when first needed."""
+    return tmp_path_factory.getbasetemp() / "template-mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def store_from_template(store_template: Path) -> Callable[[Any], None]:
+    """MLflow's schema builder, made to copy the template into each new SQLite store."""
+    from mlflow.store.db import utils
+
+    build = utils._initialize_tables  # noqa: SLF001 (the original, before the tests patch it)
+    return from_template(build, store_template)
+
+
+@pytest.fixture(autouse=True)
+def template_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new SQLite store a test makes, in this process or in the Python processes it
+    starts (through tests/store_template/sitecustomize.py), is a copy of the template (a file
+    copy, milliseconds), except in tests marked `store_creation`: those are about building a
+    store, and get MLflow's own migrations."""
+    if request.node.get_closest_marker("store_creation"):
+        monkeypatch.delenv(TEMPLATE_VARIABLE, raising=False)
+        return
+    initialize = request.getfixturevalue("store_from_template")
+    for builder in SCHEMA_BUILDERS:
+        monkeypatch.setattr(builder, initialize)
+    monkeypatch.setenv(TEMPLATE_VARIABLE, str(request.getfixturevalue("store_template")))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(TEMPLATE_SITE), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture

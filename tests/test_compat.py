@@ -118,6 +118,7 @@ def test_sklearn_standard_scale_is_the_scale_standard_scaler_fits():
 
 # -- MLflow ------------------------------------------------------------------------------------
 
+@pytest.mark.store_creation
 def test_mlflow_initialize_tables_builds_a_store_at_the_latest_schema(tmp_path: Path):
     import sqlalchemy
     from alembic.script import ScriptDirectory

@@ -222,6 +222,7 @@ READER = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.store_creation  # the job's own migrations, which readers must not race
 def test_readers_while_a_job_creates_the_store_break_nothing(cli, workdir):
     store = workdir / "outputs" / "mlflow.db"
     readers = [subprocess.Popen([sys.executable, "-c", READER, str(store), kind], cwd=workdir,
