@@ -301,3 +301,32 @@ def assert_refused_before_any_work(done: subprocess.CompletedProcess, workdir: P
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and all(word in line for word in words), line
     assert all_runs(workdir).empty
+
+
+def refit_csv_job(folder: Path, frame: pd.DataFrame, *overrides: str) -> dict:
+    """One decision-tree job on `frame` (written to `folder`/train.csv, target `label`), refit
+    and logged to a store in `folder`: its folder, run id, store URI, the final model logged
+    and the rows it was fit on. For tests of what `pipeline.predict` does with that model."""
+    from pipeline import tracking
+    from pipeline.entry import run
+
+    frame.to_csv(folder / "train.csv", index=False)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    logged: list = []
+    log_model = tracking.Tracker.log_model
+
+    def keep(self, run_id, model, X, packages=()):
+        logged.append((model, X))
+        return log_model(self, run_id, model, X, packages)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(tracking.Tracker, "log_model", keep)
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=[
+                "data=csv", "data.path=train.csv", "data.target=label", *overrides,
+                "model=decision_tree", "cv.n_splits=2", "plots=false", "refit=true",
+                f"tracking.uri={uri}"])
+        result = run(cfg)
+    [(final, X)] = logged
+    return {"folder": folder, "run_id": result.run_id, "uri": uri, "final": final, "X": X}

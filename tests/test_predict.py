@@ -17,7 +17,7 @@ from sklearn import datasets
 
 from pipeline import predict, tracking
 from pipeline.entry import run
-from tests.conftest import all_runs, command_in_process, parents, store_uri
+from tests.conftest import all_runs, command_in_process, parents, refit_csv_job, store_uri
 
 
 @pytest.fixture
@@ -161,30 +161,7 @@ def typed_table(rows: int = 160) -> pd.DataFrame:
 def typed_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One job on `typed_table`, shared by the tests below: its folder (holding train.csv and
     the store), run id, and the final model with the rows it was fit on."""
-    from hydra import compose, initialize_config_dir
-
-    from pipeline.config import config_dir
-
-    folder = tmp_path_factory.mktemp("typed")
-    typed_table().to_csv(folder / "train.csv", index=False)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    logged: list = []
-    log_model = tracking.Tracker.log_model
-
-    def keep(self, run_id, model, X, packages=()):
-        logged.append((model, X))
-        return log_model(self, run_id, model, X, packages)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        patch.setattr(tracking.Tracker, "log_model", keep)
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            cfg = compose("config", overrides=[
-                "data=csv", "data.path=train.csv", "data.target=label", "model=decision_tree",
-                "cv.n_splits=2", "plots=false", "refit=true", f"tracking.uri={uri}"])
-        result = run(cfg)
-    [(final, X)] = logged
-    return {"folder": folder, "run_id": result.run_id, "uri": uri, "final": final, "X": X}
+    return refit_csv_job(tmp_path_factory.mktemp("typed"), typed_table())
 
 
 def predict_in(job: dict, capsys: pytest.CaptureFixture, file: str,

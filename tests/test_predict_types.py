@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import predict, preprocessing, tracking
+from pipeline import predict, preprocessing
 from pipeline.data import Dataset
 from pipeline.data.loaders import table
-from pipeline.entry import run
 from pipeline.tracking.signature import Categories, training_categories
+from tests.conftest import refit_csv_job
 
 # Text codes, some all digits with leading zeros (read as numbers, `01234` is 1234).
 CODES = {"01234": "yes", "00077": "no", "00420": "yes", "A9999": "no", "B0001": "yes",
@@ -36,31 +36,7 @@ def code_table(rows: int = 120) -> pd.DataFrame:
 def code_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One job on `code_table` with `data.categorical=[code]`: its folder, run id, store and
     the final model (unguarded, as the job fitted it)."""
-    from hydra import compose, initialize_config_dir
-
-    from pipeline.config import config_dir
-
-    folder = tmp_path_factory.mktemp("codes")
-    code_table().to_csv(folder / "train.csv", index=False)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    logged: list = []
-    log_model = tracking.Tracker.log_model
-
-    def keep(self, run_id, model, X, packages=()):
-        logged.append(model)
-        return log_model(self, run_id, model, X, packages)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        patch.setattr(tracking.Tracker, "log_model", keep)
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            cfg = compose("config", overrides=[
-                "data=csv", "data.path=train.csv", "data.target=label", "data.categorical=[code]",
-                "model=decision_tree", "cv.n_splits=2", "plots=false", "refit=true",
-                f"tracking.uri={uri}"])
-        result = run(cfg)
-    [final] = logged
-    return {"folder": folder, "run_id": result.run_id, "uri": uri, "final": final}
+    return refit_csv_job(tmp_path_factory.mktemp("codes"), code_table(), "data.categorical=[code]")
 
 
 def predict_in(job: dict, capsys: pytest.CaptureFixture, file: str, *args: str,
